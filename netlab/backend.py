@@ -1,0 +1,206 @@
+"""The one place that knows concrete array libraries.
+
+Layers, losses, optimizers and augmentation receive an array namespace ``xp`` and use the
+Python array API standard only. What the standard lacks lives here behind plain functions:
+choosing a namespace, moving arrays to and from the host, random numbers, and the fast paths
+that a benchmark showed pay (each with a generic twin the tests compare it with).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+
+NAMES = ("numpy", "cupy", "array_api_strict", "torch")
+ARRAY_API_VERSION = "2024.12"
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be used on this machine (library missing, no GPU, unknown name)."""
+
+
+def namespace(name: str):
+    """Return the array-API namespace called ``name`` ("numpy", "cupy", "array_api_strict", "torch")."""
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp
+    if name == "array_api_strict":
+        strict = _import("array_api_strict", "pip install array-api-strict")
+        strict.set_array_api_strict_flags(api_version=ARRAY_API_VERSION)
+        return strict
+    if name == "torch":
+        _import("torch", "pip install torch")
+        import array_api_compat.torch as xp
+
+        return xp
+    if name == "cupy":
+        cupy = _import("cupy", "pip install 'netlab[cuda]' (it installs cupy-cuda12x; "
+                               "pick the cupy wheel that matches your CUDA version)")
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDA driver missing or broken
+            raise BackendError(
+                f"backend 'cupy' needs an NVIDIA GPU with a working CUDA driver, and CuPy "
+                f"could not reach one ({exc}). Use backend=numpy to train on the CPU."
+            ) from None
+        if count == 0:
+            raise BackendError("backend 'cupy' needs an NVIDIA GPU, and none is visible "
+                               "(check CUDA_VISIBLE_DEVICES). Use backend=numpy to train on the CPU.")
+        import array_api_compat.cupy as xp
+
+        return xp
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}.")
+
+
+def _import(module: str, fix: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise BackendError(f"backend {module!r} needs the package {module!r}, which is not "
+                           f"installed. Install it with: {fix}") from None
+
+
+def name_of(xp) -> str:
+    """The backend name of a namespace returned by :func:`namespace`."""
+    mod = xp.__name__
+    for name in NAMES:
+        if mod == name or mod.endswith("." + name):
+            return name
+    return mod
+
+
+def device_name(xp) -> str:
+    """A human-readable name of the device that arrays of ``xp`` live on."""
+    name = name_of(xp)
+    if name == "cupy":
+        import cupy
+
+        dev = cupy.cuda.Device()
+        return f"cuda:{dev.id} {cupy.cuda.runtime.getDeviceProperties(dev.id)['name'].decode()}"
+    return "cpu"
+
+
+def to_numpy(a) -> np.ndarray:
+    """Copy an array of any supported backend to a NumPy array on the host."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()
+    if type(a).__module__.startswith("torch"):
+        return a.detach().cpu().numpy()
+    if np.isscalar(a):
+        return np.asarray(a)
+    return np.from_dlpack(a)
+
+
+def from_numpy(xp, a, dtype=None, device=None):
+    """Copy a NumPy array (or anything NumPy reads) into namespace ``xp``."""
+    a = np.asarray(a)
+    if dtype is not None:
+        a = a.astype(_numpy_dtype(xp, dtype), copy=False)
+    if device is None:
+        return xp.asarray(a)
+    return xp.asarray(a, device=device)
+
+
+def _numpy_dtype(xp, dtype):
+    for name in ("float32", "float64", "int64", "int32", "uint8", "uint32", "int8", "bool"):
+        if dtype == getattr(xp, name):
+            return np.dtype(name)
+    raise TypeError(f"no NumPy dtype for {dtype!r}")
+
+
+def synchronize(xp) -> None:
+    """Wait for the device to finish queued work (a no-op on the CPU), for honest timings."""
+    if name_of(xp) == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+
+
+# --------------------------------------------------------------------------- random numbers
+_M32 = 0xFFFFFFFF
+_M64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+class Generator:
+    """Seeded, checkpointable random numbers on any array-API backend.
+
+    The standard has no random numbers, so every draw is a keyed integer hash of the
+    element indices: draw number ``counter`` of a generator seeded with ``seed`` is a pure
+    function of ``(seed, counter, index)``. Streams are therefore identical on NumPy,
+    array-api-strict, PyTorch and CuPy, are made on the array's device without host round
+    trips, and the whole state is two integers (:meth:`state_dict`).
+    """
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.counter = 0
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "counter": self.counter}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state["seed"])
+        self.counter = int(state["counter"])
+
+    def spawn(self, stream: int) -> "Generator":
+        """An independent generator derived from this one's seed and ``stream``."""
+        return Generator(_splitmix64(self.seed ^ _splitmix64(stream + 1)) & 0x7FFFFFFFFFFFFFFF)
+
+    def bits(self, xp, shape, device=None):
+        """Uniform 32-bit integers of ``shape`` (uint32; int64 holding 32 bits on torch)."""
+        shape = tuple(int(s) for s in shape)
+        n = math.prod(shape)
+        key = _splitmix64(_splitmix64(self.seed) ^ self.counter)
+        self.counter += 1
+        k0, k1 = key & _M32, key >> 32
+        wide = name_of(xp) == "torch"  # torch has no uint32 arithmetic
+        dtype = xp.int64 if wide else xp.uint32
+        h = xp.arange(n, dtype=dtype, device=device)
+        h = _lowbias32(h ^ k0, wide)
+        h = _lowbias32(h ^ k1, wide)
+        return xp.reshape(h, shape)
+
+    def random(self, xp, shape, dtype=None, device=None):
+        """Uniform floats in the open interval (0, 1)."""
+        dtype = xp.float32 if dtype is None else dtype
+        top = xp.astype(self.bits(xp, shape, device) >> 8, dtype)
+        return (top + 0.5) * (1.0 / (1 << 24))
+
+    def uniform(self, xp, low, high, shape, dtype=None, device=None):
+        return low + (high - low) * self.random(xp, shape, dtype, device)
+
+    def normal(self, xp, shape, dtype=None, device=None):
+        """Standard normal floats (Box-Muller)."""
+        u1 = self.random(xp, shape, dtype, device)
+        u2 = self.random(xp, shape, dtype, device)
+        return xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)
+
+    def permutation(self, xp, n: int, device=None):
+        """A random permutation of ``range(n)`` as int64 indices."""
+        order = xp.argsort(self.bits(xp, (n,), device), stable=True)
+        return xp.astype(order, xp.int64)
+
+
+def _lowbias32(x, wide: bool):
+    # Chris Wellons' lowbias32: a bijection on 32-bit integers with good avalanche.
+    x = x ^ (x >> 16)
+    x = x * 0x7FEB352D
+    if wide:
+        x = x & _M32
+    x = x ^ (x >> 15)
+    x = x * 0x846CA68B
+    if wide:
+        x = x & _M32
+    return x ^ (x >> 16)

@@ -1,0 +1,182 @@
+"""The Module base class and Sequential."""
+
+from __future__ import annotations
+
+from .. import backend
+from .init import default_generator
+
+
+class Module:
+    """A layer: ``forward(x)`` keeps what ``backward(dy)`` needs; ``backward`` returns dx and
+    fills ``grads`` (same keys as ``params``). ``buffers`` hold state that is saved but not
+    trained (batch-norm statistics). Arrays start in the NumPy namespace; ``to(xp)`` moves them.
+    """
+
+    def __init__(self):
+        self.params: dict = {}
+        self.grads: dict = {}
+        self.buffers: dict = {}
+        self.training = True
+        self.xp = backend.namespace("numpy")
+        self.dtype = self.xp.float32
+        self.device = None
+        self.rng = default_generator()
+
+    # -- modes and placement ------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, xp, dtype=None, device=None):
+        """Move parameters and buffers to namespace ``xp`` (floats cast to ``dtype``); returns self."""
+        self.xp = xp
+        self.dtype = xp.float32 if dtype is None else dtype
+        self.device = device
+        self.params = {k: self._move(v, float_=True) for k, v in self.params.items()}
+        self.buffers = {k: self._move(v, float_=_is_float(v)) for k, v in self.buffers.items()}
+        self.grads = {k: self.xp.zeros_like(v) for k, v in self.params.items()}
+        return self
+
+    def _move(self, a, float_: bool):
+        return backend.from_numpy(self.xp, backend.to_numpy(a),
+                                  dtype=self.dtype if float_ else None, device=self.device)
+
+    def set_rng(self, rng: backend.Generator):
+        """Use ``rng`` for this layer's random numbers (dropout masks)."""
+        self.rng = rng
+        return self
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Parameters then buffers, as NumPy arrays, under PyTorch's names."""
+        return {k: backend.to_numpy(v).copy() for k, v in {**self.params, **self.buffers}.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load arrays saved by :meth:`state_dict`; keys and shapes must match exactly."""
+        _check_keys(self.state_dict().keys(), state.keys())
+        for store in (self.params, self.buffers):
+            for k, old in store.items():
+                new = backend.to_numpy(state[k])
+                if tuple(new.shape) != tuple(old.shape):
+                    raise ValueError(f"shape mismatch for {k!r}: checkpoint has {tuple(new.shape)}, "
+                                     f"model expects {tuple(old.shape)}")
+                store[k] = self._move(new, float_=_is_float(old))
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+def _is_float(a) -> bool:
+    return backend.to_numpy(a).dtype.kind == "f"
+
+
+def _check_keys(expected, got) -> None:
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    if missing or unexpected:
+        raise KeyError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
+
+
+class Sequential(Module):
+    """Layers applied in order; indexing, ``len()`` and iteration as ``torch.nn.Sequential``."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = list(layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self):
+        body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential({body}\n)"
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def to(self, xp, dtype=None, device=None):
+        self.xp, self.device = xp, device
+        self.dtype = xp.float32 if dtype is None else dtype
+        for layer in self.layers:
+            layer.to(xp, dtype, device)
+        return self
+
+    def set_rng(self, rng):
+        self.rng = rng
+        for layer in self.layers:
+            layer.set_rng(rng)
+        return self
+
+    def named_parameters(self):
+        """Yield ``(key, layer, name)`` for every parameter; key as in :meth:`state_dict`."""
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Sequential):
+                for key, sub, name in layer.named_parameters():
+                    yield f"{i}.{key}", sub, name
+            else:
+                for name in layer.params:
+                    yield f"{i}.{name}", layer, name
+
+    @property
+    def params(self):
+        return {key: layer.params[name] for key, layer, name in self.named_parameters()}
+
+    @params.setter
+    def params(self, value):
+        if value:
+            raise AttributeError("set parameters on the layers, or use load_state_dict")
+
+    @property
+    def grads(self):
+        return {key: layer.grads[name] for key, layer, name in self.named_parameters()}
+
+    @grads.setter
+    def grads(self, value):
+        if value:
+            raise AttributeError("grads are filled by backward()")
+
+    def num_parameters(self) -> int:
+        return sum(int(backend.to_numpy(p).size) for p in self.params.values())
+
+    def state_dict(self) -> dict:
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        _check_keys(self.state_dict().keys(), state.keys())
+        for i, layer in enumerate(self.layers):
+            prefix = f"{i}."
+            layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

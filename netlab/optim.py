@@ -1,0 +1,200 @@
+"""Optimizers with PyTorch's update rules, and learning-rate schedules.
+
+An optimizer holds the model, reads every layer's current ``grads`` in :meth:`step` and
+writes the updated ``params`` back. ``weight_decay`` is L2: ``weight_decay * p`` is added
+to the gradient before the update, as in ``torch.optim``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import backend
+
+
+# ------------------------------------------------------------------------------- schedules
+class Constant:
+    """lr stays at the base value."""
+
+    def __call__(self, step: int, base_lr: float) -> float:
+        return base_lr
+
+
+class StepLR:
+    """lr = base * gamma ** (step // step_size)."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1):
+        if step_size < 1:
+            raise ValueError("step_size must be >= 1")
+        self.step_size, self.gamma = step_size, gamma
+
+    def __call__(self, step, base_lr):
+        return base_lr * self.gamma ** (step // self.step_size)
+
+
+class Cosine:
+    """Cosine decay from base to ``min_lr`` over ``total_steps``, after linear warm-up."""
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0):
+        if total_steps < 1:
+            raise ValueError("total_steps must be >= 1")
+        self.total_steps, self.warmup_steps, self.min_lr = total_steps, warmup_steps, min_lr
+
+    def __call__(self, step, base_lr):
+        if step < self.warmup_steps:
+            return base_lr * (step + 1) / self.warmup_steps
+        t = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
+
+
+class OneCycle:
+    """One-cycle: cosine rise from base/div_factor to base over ``pct_start`` of the steps,
+    then cosine fall to base/(div_factor*final_div_factor), as ``torch.optim.lr_scheduler.OneCycleLR``."""
+
+    def __init__(self, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4):
+        if total_steps < 2:
+            raise ValueError("total_steps must be >= 2")
+        self.total_steps, self.pct_start = total_steps, pct_start
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+
+    def __call__(self, step, base_lr):
+        start = base_lr / self.div_factor
+        end = start / self.final_div_factor
+        peak = float(self.pct_start * self.total_steps) - 1
+        step = min(step, self.total_steps - 1)
+        if step <= peak:
+            lo, hi, t = start, base_lr, step / peak
+        else:
+            lo, hi, t = base_lr, end, (step - peak) / (self.total_steps - 1 - peak)
+        return hi + (lo - hi) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ------------------------------------------------------------------------------ optimizers
+class Optimizer:
+    """Base class: ``state`` maps parameter key -> {buffer name: array}."""
+
+    defaults: dict = {}
+
+    def __init__(self, model, lr: float, weight_decay: float = 0.0, schedule=None):
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.model = model
+        self.base_lr, self.weight_decay = lr, weight_decay
+        self.schedule = schedule or Constant()
+        self.steps = 0
+        self.state: dict[str, dict] = {}
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the next :meth:`step` uses."""
+        return self.schedule(self.steps, self.base_lr)
+
+    def step(self) -> None:
+        lr = self.lr
+        self.steps += 1
+        for key, layer, name in self.model.named_parameters():
+            p, g = layer.params[name], layer.grads[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            layer.params[name] = self._update(p, g, self.state.setdefault(key, {}), lr)
+
+    def _update(self, p, g, state: dict, lr: float):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Plain arrays: ``steps`` and ``state.<param key>.<buffer>`` (NumPy)."""
+        out = {"steps": backend.to_numpy(self.steps)}
+        for key, bufs in self.state.items():
+            for name, arr in bufs.items():
+                out[f"state.{key}.{name}"] = backend.to_numpy(arr).copy()
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        xp = self.model.xp
+        params = self.model.params
+        self.steps = int(state["steps"])
+        self.state = {}
+        for full, arr in state.items():
+            if not full.startswith("state."):
+                continue
+            key, name = full[len("state."):].rsplit(".", 1)
+            if key not in params:
+                raise KeyError(f"optimizer state for unknown parameter {key!r}")
+            self.state.setdefault(key, {})[name] = backend.from_numpy(
+                xp, arr, dtype=params[key].dtype, device=self.model.device)
+
+
+class SGD(Optimizer):
+    """SGD with optional (Nesterov) momentum; the first momentum buffer is the gradient."""
+
+    def __init__(self, model, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
+        super().__init__(model, lr, weight_decay, schedule)
+        if momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {momentum}")
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def _update(self, p, g, state, lr):
+        if self.momentum:
+            buf = g if "momentum_buffer" not in state else self.momentum * state["momentum_buffer"] + g
+            state["momentum_buffer"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        return p - lr * g
+
+
+class Adam(Optimizer):
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, schedule=None):
+        super().__init__(model, lr, weight_decay, schedule)
+        self.betas, self.eps = tuple(betas), eps
+
+    def _update(self, p, g, state, lr):
+        xp = self.model.xp
+        b1, b2 = self.betas
+        m = state.get("exp_avg")
+        v = state.get("exp_avg_sq")
+        m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
+        v = (1 - b2) * (g * g) if v is None else b2 * v + (1 - b2) * (g * g)
+        state["exp_avg"], state["exp_avg_sq"] = m, v
+        t = self.steps
+        denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + self.eps
+        return p - (lr / (1 - b1 ** t)) * (m / denom)
+
+
+class Adagrad(Optimizer):
+    def __init__(self, model, lr=1e-2, eps=1e-10, weight_decay=0.0, schedule=None):
+        super().__init__(model, lr, weight_decay, schedule)
+        self.eps = eps
+
+    def _update(self, p, g, state, lr):
+        xp = self.model.xp
+        s = state.get("sum")
+        s = g * g if s is None else s + g * g
+        state["sum"] = s
+        return p - lr * (g / (xp.sqrt(s) + self.eps))
+
+
+class RMSprop(Optimizer):
+    """RMSprop; eps is added outside the square root, as in PyTorch."""
+
+    def __init__(self, model, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, schedule=None):
+        super().__init__(model, lr, weight_decay, schedule)
+        self.alpha, self.eps, self.momentum = alpha, eps, momentum
+
+    def _update(self, p, g, state, lr):
+        xp = self.model.xp
+        sq = state.get("square_avg")
+        sq = (1 - self.alpha) * (g * g) if sq is None else self.alpha * sq + (1 - self.alpha) * (g * g)
+        state["square_avg"] = sq
+        step = g / (xp.sqrt(sq) + self.eps)
+        if self.momentum:
+            buf = step if "momentum_buffer" not in state else self.momentum * state["momentum_buffer"] + step
+            state["momentum_buffer"] = buf
+            step = buf
+        return p - lr * step
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "adam": Adam, "adagrad": Adagrad, "rmsprop": RMSprop}
