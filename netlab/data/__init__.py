@@ -1,0 +1,9 @@
+"""Datasets: verified IDX files, a seeded train/validation split, normalisation, augmentation."""
+
+from .augment import Augment, affine, blotch, noise
+from .files import DATASETS, default_root
+from .idx import DataError
+from .pipeline import Loader, Splits, augment_offline, load
+
+__all__ = ["Augment", "DATASETS", "DataError", "Loader", "Splits", "affine", "augment_offline", "blotch",
+           "default_root", "load", "noise"]

@@ -1,0 +1,151 @@
+"""Where each dataset's files live, how they are checked, and how missing ones are fetched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .idx import DataError, parse, read_bytes
+
+SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    mirrors: tuple[str, ...]
+    sha256: dict  # decompressed file name -> SHA-256 of its contents
+    classes: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+
+
+DATASETS = {
+    "mnist": DatasetSpec(
+        "mnist",
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        {
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        tuple(str(d) for d in range(10)),
+    ),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist",
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        # Contents of Debian's dataset-fashion-mnist (zalando's repository at 55506a9, recompressed).
+        {
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("/usr/share/datasets/fashion-mnist",),
+    ),
+}
+
+
+def default_root(dataset: str) -> Path:
+    """``$NETLAB_DATA/<dataset>`` when NETLAB_DATA is set, else the per-user cache folder."""
+    if os.environ.get("NETLAB_DATA"):
+        return Path(os.environ["NETLAB_DATA"]) / dataset
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "netlab" / dataset
+
+
+def find_file(root: Path, name: str) -> Path | None:
+    for candidate in (root / name, root / (name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def locate(spec: DatasetSpec, root: Path | None, download: bool) -> Path:
+    """The folder holding all four files: ``root`` (or the default), a system folder, or a fresh download."""
+    names = [n for pair in SPLITS.values() for n in pair]
+    roots = [Path(root).expanduser()] if root else [default_root(spec.name)]
+    roots += [Path(d) for d in spec.system_dirs]
+    for r in roots:
+        if all(find_file(r, n) for n in names):
+            return r
+    target = roots[0]
+    missing = [n for n in names if not find_file(target, n)]
+    if not download:
+        raise DataError(_missing_message(spec, target, missing, "downloading is off (data.download=false)"))
+    for name in missing:
+        fetch(spec, name, target)
+    return target
+
+
+def _missing_message(spec, target, missing, why):
+    return (f"{spec.name}: {', '.join(missing)} not found in {target} and {why}. Put the four "
+            f"files (gzip or raw) in that folder, point data.root at the folder that holds them, "
+            f"or set NETLAB_DATA to a folder with a '{spec.name}' subfolder.")
+
+
+def fetch(spec: DatasetSpec, name: str, target: Path) -> Path:
+    """Download ``name``.gz from the first mirror that answers, atomically, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    target.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for mirror in spec.mirrors:
+        url = mirror + name + ".gz"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tempfile.NamedTemporaryFile(dir=target, prefix=f".{name}.", delete=False) as tmp, \
+                        tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False) as bar:
+                    while chunk := response.read(1 << 16):
+                        tmp.write(chunk)
+                        bar.update(len(chunk))
+            dest = target / (name + ".gz")
+            expected = spec.sha256.get(name)
+            if expected and sha256(read_bytes(Path(tmp.name))) != expected:
+                os.unlink(tmp.name)
+                errors.append(f"{url}: checksum mismatch")
+                continue
+            shutil.move(tmp.name, dest)
+            return dest
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+    raise DataError(_missing_message(spec, target, [name], "it could not be downloaded (" + "; ".join(errors) + ")"))
+
+
+def load_split(spec: DatasetSpec, root: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W) uint8 and labels (N,) int64 of ``split``, validated."""
+    image_name, label_name = SPLITS[split]
+    arrays = []
+    for name, ndim in ((image_name, 3), (label_name, 1)):
+        path = find_file(root, name)
+        if path is None:
+            raise DataError(_missing_message(spec, root, [name], "no download was attempted"))
+        data = read_bytes(path)
+        if verify and spec.sha256.get(name) and sha256(data) != spec.sha256[name]:
+            raise DataError(f"{path}: contents do not match the official {spec.name} file (SHA-256 "
+                            f"mismatch); the file is corrupt or another dataset's. Delete it to "
+                            f"download it again, or set data.verify=false for your own IDX data.")
+        arrays.append(parse(data, str(path), ndim))
+    images, labels = arrays
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        raise DataError(f"{root}: {split} images and labels must be unsigned bytes")
+    if len(images) != len(labels):
+        raise DataError(f"{root}: {split} has {len(images)} images but {len(labels)} labels")
+    if labels.size and labels.max() >= len(spec.classes):
+        raise DataError(f"{root / label_name}: label {int(labels.max())} outside 0..{len(spec.classes) - 1}")
+    return images, labels.astype(np.int64)

@@ -1,0 +1,128 @@
+"""From verified files to device-resident batches: split, normalise, augment, iterate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import backend
+from .augment import Augment
+from .files import DATASETS, load_split, locate
+from .idx import DataError
+
+
+@dataclass
+class Splits:
+    """Images (N, 1, H, W) float in [0, 1] and labels (N,) int64, on the backend's device."""
+
+    train_x: object
+    train_y: object
+    val_x: object
+    val_y: object
+    test_x: object
+    test_y: object
+    mean: float            # training-split pixel statistics, for normalisation
+    std: float
+    classes: tuple
+    train_indices: object  # positions in the original training file (NumPy), for audits
+    val_indices: object
+
+
+def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, seed: int = 0,
+         download: bool = True, verify: bool = True, device=None, limit: int | None = None) -> Splits:
+    """Read ``dataset``, shuffle its training file with ``seed`` and hold out ``val_fraction``
+    of the original images for validation. ``limit`` keeps only the first images of each file."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    spec = DATASETS[dataset]
+    folder = locate(spec, Path(root) if root else None, download)
+    train_images, train_labels = load_split(spec, folder, "train", verify)
+    test_images, test_labels = load_split(spec, folder, "test", verify)
+    if limit:
+        train_images, train_labels = train_images[:limit], train_labels[:limit]
+        test_images, test_labels = test_images[:limit], test_labels[:limit]
+    n = len(train_images)
+    n_val = int(round(val_fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"data.val_fraction={val_fraction} leaves {n - n_val} training and {n_val} "
+                        f"validation images out of {n}; both need at least one")
+    np_xp = backend.namespace("numpy")
+    order = backend.to_numpy(backend.Generator(seed).spawn(0).permutation(np_xp, n))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    train = train_images[train_idx]
+    mean = float(train.mean()) / 255.0
+    std = float(train.std()) / 255.0
+
+    def put(images):
+        return backend.from_numpy(xp, images[:, None, :, :], device=device)
+
+    def to_unit(a):
+        return xp.astype(a, xp.float32) * (1.0 / 255.0)
+
+    def labels(a):
+        return backend.from_numpy(xp, a, device=device)
+
+    return Splits(
+        to_unit(put(train)), labels(train_labels[train_idx]),
+        to_unit(put(train_images[val_idx])), labels(train_labels[val_idx]),
+        to_unit(put(test_images)), labels(test_labels),
+        mean, std, spec.classes, train_idx, val_idx,
+    )
+
+
+def augment_offline(xp, x, y, augment: Augment, copies: int, rng, chunk: int = 8192):
+    """The report's offline augmentation: ``copies`` augmented images per original, made once
+    from the training images only and appended after them."""
+    if copies < 1:
+        return x, y
+    xs, ys = [x], [y]
+    for _ in range(copies):
+        parts = [augment(xp, x[i:i + chunk, ...], rng) for i in range(0, x.shape[0], chunk)]
+        xs.append(xp.concat(parts, axis=0))
+        ys.append(y)
+    return xp.concat(xs, axis=0), xp.concat(ys, axis=0)
+
+
+class Loader:
+    """Batches of (x, y) drawn from device-resident arrays, without host round trips.
+
+    Each epoch's order is a permutation drawn from ``seed`` and the epoch number, so any
+    position in any epoch can be resumed exactly. ``transform(x, step)`` (augmentation) runs
+    on each batch before normalisation ``(x - mean) / std``.
+    """
+
+    def __init__(self, xp, x, y, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 mean: float = 0.0, std: float = 1.0, transform=None, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.xp, self.x, self.y = xp, x, y
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.rng = backend.Generator(seed)
+        self.mean, self.inv_std = mean, 1.0 / std
+        self.transform = transform
+
+    def __len__(self) -> int:
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def batches(self, epoch: int = 0, start: int = 0):
+        """Yield the batches of ``epoch`` from batch number ``start`` on."""
+        xp = self.xp
+        n = self.x.shape[0]
+        order = self.rng.spawn(epoch).permutation(xp, n, self.x.device) if self.shuffle else None
+        for b in range(start, len(self)):
+            lo, hi = b * self.batch_size, min(n, (b + 1) * self.batch_size)
+            if order is None:
+                xb, yb = self.x[lo:hi, ...], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb, yb = xp.take(self.x, idx, axis=0), xp.take(self.y, idx, axis=0)
+            if self.transform is not None:
+                xb = self.transform(xb)
+            yield (xb - self.mean) * self.inv_std, yb
+
+    def __iter__(self):
+        return self.batches()
