@@ -13,11 +13,13 @@ import math
 
 import numpy as np
 
+from .errors import NetlabError
+
 NAMES = ("numpy", "cupy", "array_api_strict", "torch")
 ARRAY_API_VERSION = "2024.12"
 
 
-class BackendError(RuntimeError):
+class BackendError(NetlabError, RuntimeError):
     """A backend cannot be used on this machine (library missing, no GPU, unknown name)."""
 
 
@@ -91,7 +93,7 @@ def to_numpy(a) -> np.ndarray:
         return a.get()
     if type(a).__module__.startswith("torch"):
         return a.detach().cpu().numpy()
-    if np.isscalar(a):
+    if np.isscalar(a) or isinstance(a, (list, tuple)):
         return np.asarray(a)
     return np.from_dlpack(a)
 
@@ -111,6 +113,49 @@ def _numpy_dtype(xp, dtype):
         if dtype == getattr(xp, name):
             return np.dtype(name)
     raise TypeError(f"no NumPy dtype for {dtype!r}")
+
+
+_thread_limits = None
+
+
+def set_threads(n: int | None) -> None:
+    """Limit the CPU math libraries (BLAS, OpenMP) to ``n`` threads; None lifts the limit."""
+    global _thread_limits
+    from threadpoolctl import threadpool_limits
+
+    if _thread_limits is not None:
+        _thread_limits.restore_original_limits()
+        _thread_limits = None
+    if n is not None:
+        _thread_limits = threadpool_limits(limits=int(n))
+
+
+def save_arrays(path, arrays: dict) -> None:
+    """Write ``arrays`` (name -> array or scalar) to ``path`` as .npz, atomically: a crash
+    at any moment leaves either the old file or the new one, never a torn one."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: to_numpy(v) if not isinstance(v, str) else np.asarray(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_arrays(path) -> dict:
+    """Read a .npz written by :func:`save_arrays` (plain arrays only, no pickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
 def synchronize(xp) -> None:
