@@ -63,20 +63,27 @@ def _need(shape, ndim, name):
 
 def _parse(spec):
     if isinstance(spec, str):
-        return spec, {}
+        return _known(spec), {}
     if hasattr(spec, "items"):
         items = list(spec.items())
         if len(items) == 1:
             name, args = items[0]
+            _known(name)
             if args is None:
                 return name, {}
             if hasattr(args, "items"):
                 return name, dict(args)
-            shorthand = LAYERS.get(name, (None, None))[1]
+            shorthand = LAYERS[name][1]
             if shorthand:
                 return name, {shorthand: args}
     raise ConfigError(f"model: cannot read layer entry {spec!r}; write a name (relu) or {{name: args}} "
                       f"(conv: {{out: 16, kernel: 5}})")
+
+
+def _known(name):
+    if name not in LAYERS:
+        raise ConfigError(f"model: unknown layer {name!r}; known layers: {', '.join(LAYERS)}")
+    return name
 
 
 def build(cfg) -> nn.Sequential:
@@ -87,8 +94,6 @@ def build(cfg) -> nn.Sequential:
     layers = []
     for spec in cfg.layers:
         name, args = _parse(spec)
-        if name not in LAYERS:
-            raise ConfigError(f"model: unknown layer {name!r}; known layers: {', '.join(LAYERS)}")
         try:
             layer = LAYERS[name][0](shape, args, cfg)
         except KeyError as exc:

@@ -15,6 +15,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import backend, data, losses, models, nn, plots
 from .app import make_optimizer, user_errors
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT, read_checkpoint
 from .config import Config, register, validate
 from .errors import ConfigError, DivergedError, NetlabError
 
@@ -30,7 +32,6 @@ register()
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ("step", "epoch", "split", "loss", "accuracy", "lr", "elapsed_s")
-CHECKPOINT_FORMAT = 1
 
 
 def evaluate_split(model, x, y, batch_size: int, mean: float, std: float, num_classes: int | None = None):
@@ -183,6 +184,9 @@ class Run:
         stop = self.step >= self.total_steps
         model.train()
         try:
+            # Overflow shows up as a NaN loss, which _diverged() explains; the libraries' own
+            # warnings about it would only clutter that message.
+            warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
             while not stop:
                 if self.batch >= self.steps_per_epoch:
                     self.epoch, self.batch = self.epoch + 1, 0
@@ -292,23 +296,6 @@ class Run:
         return results
 
 
-def read_checkpoint(path) -> dict:
-    """The arrays of a checkpoint; ``path`` may be a run directory or a .npz file."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / "checkpoints" / "last.npz"
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} not found; give a run directory (with checkpoints/last.npz) "
-                          f"or a .npz file")
-    try:
-        st = backend.load_arrays(path)
-    except Exception as exc:
-        raise ConfigError(f"{path} is not a readable netlab checkpoint ({exc})") from None
-    if "config" not in st or int(st.get("format", -1)) != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} is not a netlab checkpoint (format {CHECKPOINT_FORMAT})")
-    return st
-
-
 class _Quiet:
     interactive = False
 
@@ -338,10 +325,11 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def train(cfg: DictConfig) -> float:
-    """Hydra task: train, write the outputs, return the final validation accuracy."""
+def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
+    """Hydra task: train, write the outputs into ``out_dir`` (default: Hydra's run directory),
+    return the final validation accuracy."""
     checked = validate(cfg)
-    run = Run(checked, output_dir(), OmegaConf.to_yaml(cfg, resolve=True))
+    run = Run(checked, out_dir or output_dir(), OmegaConf.to_yaml(cfg, resolve=True))
     if checked.train.resume:
         run.load(Path(checked.train.resume))
     return run.fit()["val_accuracy"]

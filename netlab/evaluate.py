@@ -1,0 +1,70 @@
+"""``python -m netlab.evaluate checkpoint=PATH``: test loss and accuracy, per-class accuracy and
+the confusion matrix (printed, and as confusion.png) of a saved model."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from . import backend, data, plots
+from .app import user_errors
+from .checkpoint import load_model, resolve
+from .config import register
+from .errors import ConfigError
+from .train import evaluate_split, output_dir
+
+log = logging.getLogger("netlab.evaluate")
+register()
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    if not cfg.checkpoint:
+        raise ConfigError("give the model to evaluate: checkpoint=PATH (a run directory or a .npz file)")
+    if cfg.split not in ("test", "val"):
+        raise ConfigError(f"split must be 'test' or 'val', got {cfg.split!r}")
+    xp = backend.namespace(cfg.backend.name)
+    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
+    dc = run_cfg.data
+    splits = data.load(xp, dc.name, cfg.data.root or dc.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
+                       download=dc.download, verify=dc.verify, limit=dc.limit)
+    x, y = (splits.test_x, splits.test_y) if cfg.split == "test" else (splits.val_x, splits.val_y)
+    k = len(splits.classes)
+    loss, acc, matrix = evaluate_split(model, x, y, cfg.batch_size, mean, std, num_classes=k)
+    per_class = [float(matrix[i, i] / max(1, matrix[i].sum())) for i in range(k)]
+    out = output_dir()
+    result = {"checkpoint": str(resolve(cfg.checkpoint)), "split": cfg.split, "dataset": dc.name,
+              "backend": cfg.backend.name, f"{cfg.split}_loss": loss, f"{cfg.split}_accuracy": acc,
+              "per_class_accuracy": dict(zip(splits.classes, per_class)), "confusion_matrix": matrix.tolist()}
+    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    plots.confusion(matrix.tolist(), list(splits.classes), out / "confusion.png",
+                    f"{run_cfg.model.name} on {dc.name} {cfg.split}: {100 * acc:.2f}%")
+    print(report(result, splits.classes, matrix))
+    log.info("wrote %s and %s", out / "evaluation.json", out / "confusion.png")
+    return result
+
+
+def report(result, classes, matrix) -> str:
+    split = result["split"]
+    lines = [f"{split} loss {result[f'{split}_loss']:.4f}, {split} accuracy "
+             f"{100 * result[f'{split}_accuracy']:.2f}% ({int(matrix.trace())}/{int(matrix.sum())})", "",
+             "class        accuracy   count"]
+    for name, acc, row in zip(classes, result["per_class_accuracy"].values(), matrix):
+        lines.append(f"{name:<12} {100 * acc:7.2f}% {int(row.sum()):7d}")
+    width = max(5, max(len(str(int(v))) for v in matrix.ravel()) + 1)
+    lines += ["", "confusion matrix (rows: true class, columns: predicted)",
+              " " * 4 + "".join(f"{i:>{width}}" for i in range(len(classes)))]
+    lines += [f"{i:>3} " + "".join(f"{int(v):>{width}}" for v in row) for i, row in enumerate(matrix)]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    user_errors(evaluate)(cfg)
+
+
+if __name__ == "__main__":
+    main()

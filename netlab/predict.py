@@ -1,0 +1,57 @@
+"""``python -m netlab.predict checkpoint=PATH image=FILE``: the class and probabilities that a
+saved model gives a user's own digit image."""
+
+from __future__ import annotations
+
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from . import backend
+from .app import user_errors
+from .checkpoint import load_model
+from .config import register
+from .data.io import load_digit
+from .errors import ConfigError
+
+register()
+
+
+def predict(cfg: DictConfig) -> dict:
+    if not cfg.checkpoint or not cfg.image:
+        raise ConfigError("give a model and an image: checkpoint=PATH image=FILE.png")
+    xp = backend.namespace(cfg.backend.name)
+    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
+    channels, height, width = run_cfg.model.input_shape
+    if channels != 1:
+        raise ConfigError(f"predict handles grayscale models; this one takes {channels} channels")
+    digit = load_digit(cfg.image, size=height) if height == width else None
+    if digit is None:
+        raise ConfigError(f"predict needs a square input; this model takes {height}x{width}")
+    x = (backend.from_numpy(xp, digit[None, None, :, :]) - mean) * (1.0 / std)
+    logits = model.forward(x)
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    probs = backend.to_numpy(xp.exp(shifted) / xp.sum(xp.exp(shifted), axis=1, keepdims=True))[0]
+    from .data.files import DATASETS
+
+    classes = DATASETS[run_cfg.data.name].classes
+    order = probs.argsort()[::-1][: cfg.top]
+    result = {"image": str(cfg.image), "class": classes[int(order[0])],
+              "probabilities": {classes[int(i)]: round(float(probs[i]), 6) for i in order}}
+    if cfg.json:
+        print(json.dumps(result))
+    else:
+        print(f"{cfg.image}: {result['class']} ({100 * probs[order[0]]:.1f}%)")
+        for i in order:
+            print(f"  {classes[int(i)]:<12} {100 * probs[i]:6.2f}%")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    user_errors(predict)(cfg)
+
+
+if __name__ == "__main__":
+    main()
