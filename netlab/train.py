@@ -194,7 +194,7 @@ class Run:
                 for xb, yb in self.loader.batches(self.epoch, start=self.batch):
                     logits = model.forward(xb)
                     loss, dlogits = losses.softmax_cross_entropy(logits, yb)
-                    model.backward(dlogits)
+                    model.backward(dlogits, input_grad=False)
                     opt.step()
                     self._accumulate(loss, logits, yb)
                     self.step, self.batch = self.step + 1, self.batch + 1

@@ -186,3 +186,29 @@ def test_init_is_seeded_and_bounded():
     a = backend.to_numpy(a)
     assert np.abs(a).max() <= 0.1 and np.abs(a).max() > 0.099
     assert abs(a.std() - 0.1 / np.sqrt(3)) < 0.002  # std of U(-b, b) is b/sqrt(3)
+
+
+def test_matmul_into_fast_path_matches_plain_matmul(xp):
+    a = as_xp(xp, rng.standard_normal((5, 3)))
+    b = as_xp(xp, rng.standard_normal((3, 7)))
+    out = xp.empty((5, 7), dtype=xp.float64)
+    fast = backend.matmul_into(xp, a, b, out)
+    np.testing.assert_allclose(backend.to_numpy(fast), backend.to_numpy(a @ b), rtol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(backend.matmul_into(xp, a, b)), backend.to_numpy(a @ b))
+
+
+def test_conv_reuses_buffers_without_changing_results(xp):
+    """Step-to-step buffer reuse (a fast path) gives what fresh buffers give, also after a
+    forward pass of another batch size in between."""
+    layer = nn.Conv2d(2, 3, 3, padding=1).to(xp, dtype=xp.float64)
+    fresh = nn.Conv2d(2, 3, 3, padding=1).to(xp, dtype=xp.float64)
+    fresh.load_state_dict(layer.state_dict())
+    for n in (4, 4, 2, 4):
+        x = as_xp(xp, rng.standard_normal((n, 2, 5, 6)))
+        dy = as_xp(xp, rng.standard_normal((n, 3, 5, 6)))
+        fresh._cols_buffer = fresh._dcols_buffer = None
+        y, y_ref = layer.forward(x), fresh.forward(x)
+        dx, dx_ref = layer.backward(dy), fresh.backward(dy)
+        np.testing.assert_array_equal(backend.to_numpy(y), backend.to_numpy(y_ref))
+        np.testing.assert_array_equal(backend.to_numpy(dx), backend.to_numpy(dx_ref))
+        np.testing.assert_array_equal(backend.to_numpy(layer.grads["weight"]), backend.to_numpy(fresh.grads["weight"]))

@@ -282,3 +282,19 @@ def test_user_digit_is_prepared_like_mnist(tmp_path):
     Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
     with pytest.raises(Exception, match="no digit found"):
         load_digit(tmp_path / "blank.png")
+
+
+def test_pool_before_relu_is_exactly_the_plain_network():
+    cfg = validate(cfg_with()).model
+    fast, plain = models.build(cfg), models.build(cfg, pool_first=False)
+    assert [type(m).__name__ for m in fast][:3] == ["Conv2d", "MaxPool2d", "ReLU"]
+    assert [type(m).__name__ for m in plain][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    plain.load_state_dict(fast.state_dict())
+    xp = fast.xp
+    x = backend.Generator(0).normal(xp, (8, 1, 28, 28))
+    ya, yb = fast.forward(x), plain.forward(x)
+    np.testing.assert_array_equal(backend.to_numpy(ya), backend.to_numpy(yb))
+    dy = backend.Generator(1).normal(xp, tuple(ya.shape))
+    np.testing.assert_array_equal(backend.to_numpy(fast.backward(dy)), backend.to_numpy(plain.backward(dy)))
+    for k, g in fast.grads.items():
+        np.testing.assert_array_equal(backend.to_numpy(g), backend.to_numpy(plain.grads[k]), err_msg=k)

@@ -1,7 +1,9 @@
 """im2col / col2im as kh*kw strided-slice copies (the Chainer way), in the array API.
 
-Arrays here use the channel-first layout (C, N, H, W) so that a convolution is one matmul
-``W (out, C*kh*kw) @ cols (C*kh*kw, N*out_h*out_w)`` with no transposes.
+Images here are in the batch-last layout (C, H, W, N). A convolution is then one matmul
+``W (out, C*kh*kw) @ cols (C*kh*kw, out_h*out_w*N)``, and every slice copy moves runs of
+``out_w * N`` contiguous values instead of rows of ``out_w``, which is what makes the copies
+cheap on a CPU (measured in benchmarks/NOTES.md).
 """
 
 from __future__ import annotations
@@ -23,42 +25,47 @@ def conv_outsize(size: int, k: int, s: int, p: int) -> int:
     return out
 
 
+def window(i: int, j: int, sh: int, sw: int, out_h: int, out_w: int):
+    """Index of the (H, W) positions that kernel offset (i, j) sees, for arrays laid out (..., H, W, N)."""
+    return (..., slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw), slice(None))
+
+
 def pad(xp, x, ph: int, pw: int, value: float = 0.0):
-    """Pad the last two axes of ``x`` by (ph, pw) on both sides with ``value``."""
+    """Pad the H and W axes of ``x`` (..., H, W, N) by (ph, pw) on both sides with ``value``."""
     if ph == 0 and pw == 0:
         return x
-    *lead, h, w = x.shape
-    out = xp.full((*lead, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
-    out[..., ph:ph + h, pw:pw + w] = x
+    *lead, h, w, n = x.shape
+    out = xp.full((*lead, h + 2 * ph, w + 2 * pw, n), value, dtype=x.dtype, device=x.device)
+    out[..., ph:ph + h, pw:pw + w, :] = x
     return out
 
 
-def windows(x, kh, kw, sh, sw, out_h, out_w):
-    """Yield (i, j, view) for each kernel offset: the strided slice of ``x`` that offset sees."""
+def im2col(xp, x, kh, kw, sh, sw, out_h, out_w, buffer=None):
+    """Padded x: (C, H, W, N) -> cols: (C*kh*kw, out_h*out_w*N), rows ordered (c, i, j).
+
+    ``buffer``, a (C, kh, kw, out_h, out_w, N) array from an earlier call, is written into
+    instead of a new one when its shape and dtype fit (see :func:`cols_buffer`).
+    """
+    c, _, _, n = x.shape
+    cols = buffer if fits(buffer, (c, kh, kw, out_h, out_w, n), x.dtype) else \
+        xp.empty((c, kh, kw, out_h, out_w, n), dtype=x.dtype, device=x.device)
     for i in range(kh):
         for j in range(kw):
-            yield i, j, x[..., i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw]
+            cols[:, i, j, ...] = x[window(i, j, sh, sw, out_h, out_w)]
+    return xp.reshape(cols, (c * kh * kw, out_h * out_w * n)), cols
 
 
-def im2col(xp, x, kh, kw, sh, sw, ph, pw):
-    """x: (C, N, H, W) -> cols: (C*kh*kw, N*out_h*out_w), rows ordered (c, i, j)."""
-    c, n, h, w = x.shape
-    out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
-    x = pad(xp, x, ph, pw)
-    cols = xp.empty((c, kh, kw, n, out_h, out_w), dtype=x.dtype, device=x.device)
-    for i, j, view in windows(x, kh, kw, sh, sw, out_h, out_w):
-        cols[:, i, j, ...] = view
-    return xp.reshape(cols, (c * kh * kw, n * out_h * out_w))
+def fits(buffer, shape, dtype) -> bool:
+    return buffer is not None and tuple(buffer.shape) == tuple(shape) and buffer.dtype == dtype
 
 
-def col2im(xp, cols, x_shape, kh, kw, sh, sw, ph, pw):
-    """Adjoint of :func:`im2col`: cols (C*kh*kw, N*out_h*out_w) -> (C, N, H, W), overlaps summed."""
-    c, n, h, w = x_shape
-    out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
-    cols = xp.reshape(cols, (c, kh, kw, n, out_h, out_w))
-    dx = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype, device=cols.device)
+def col2im(xp, cols, padded_shape, kh, kw, sh, sw, out_h, out_w):
+    """Adjoint of :func:`im2col`: cols -> padded (C, H, W, N), overlapping windows summed."""
+    c, _, _, n = padded_shape
+    cols = xp.reshape(cols, (c, kh, kw, out_h, out_w, n))
+    dx = xp.zeros(padded_shape, dtype=cols.dtype, device=cols.device)
     for i in range(kh):
         for j in range(kw):
-            sl = (..., slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
+            sl = window(i, j, sh, sw, out_h, out_w)
             dx[sl] = dx[sl] + cols[:, i, j, ...]
-    return dx[..., ph:ph + h, pw:pw + w]
+    return dx

@@ -1,19 +1,22 @@
 """Layers with hand-written forward and backward passes, in the array API standard.
 
-Image tensors are (N, C, H, W) as in PyTorch. Convolutions work internally on the
-channel-first view (C, N, H, W); with NumPy that view is free and the memory order it
-produces flows on through ReLU and pooling, so no layer copies just to transpose.
+Image tensors are (N, C, H, W) as in PyTorch. Convolution and pooling work internally on
+the batch-last view (C, H, W, N) and return their results as (N, C, H, W) views of
+batch-last memory; with NumPy those views are free and elementwise layers keep their memory
+order, so from one convolution to the next no layer copies just to transpose.
 """
 
 from __future__ import annotations
 
 import math
 
-from .im2col import col2im, conv_outsize, im2col, pad, pair, windows
+from .. import backend
+from .im2col import col2im, conv_outsize, fits, im2col, pad, pair, window
 from .init import kaiming_uniform
 from .module import Module
 
-_CNHW = (1, 0, 2, 3)  # the same permutation swaps NCHW <-> CNHW
+_CHWN = (1, 2, 3, 0)  # view an (N, C, H, W) array as (C, H, W, N)
+_NCHW = (3, 0, 1, 2)  # and back
 
 
 class Linear(Module):
@@ -34,12 +37,12 @@ class Linear(Module):
         y = x @ self.xp.matrix_transpose(self.params["weight"])
         return y + self.params["bias"] if "bias" in self.params else y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         xp = self.xp
         self.grads["weight"] = xp.matrix_transpose(dy) @ self.x
         if "bias" in self.params:
             self.grads["bias"] = xp.sum(dy, axis=0)
-        return dy @ self.params["weight"]
+        return dy @ self.params["weight"] if input_grad else None
 
 
 class Conv2d(Module):
@@ -64,26 +67,35 @@ class Conv2d(Module):
         xp = self.xp
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
-        self.x_shape = (c, n, h, w)
-        self.cols = im2col(xp, xp.permute_dims(x, _CNHW), kh, kw, sh, sw, ph, pw)
-        w2 = xp.reshape(self.params["weight"], (self.out_channels, c * kh * kw))
-        y = w2 @ self.cols  # (out, N*out_h*out_w)
+        self.out_hw = out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
+        x = pad(xp, xp.permute_dims(x, _CHWN), ph, pw)
+        self.padded_shape = x.shape
+        # The column matrices are reused from step to step: at batch 256 they are 80 MB, past
+        # glibc's 32 MB mmap limit, so fresh ones page-fault on every step (benchmarks/NOTES.md).
+        self.cols, self._cols_buffer = im2col(xp, x, kh, kw, sh, sw, out_h, out_w,
+                                              getattr(self, "_cols_buffer", None))
+        y = xp.reshape(self.params["weight"], (self.out_channels, c * kh * kw)) @ self.cols
         if "bias" in self.params:
             y = y + self.params["bias"][:, None]
-        return xp.permute_dims(xp.reshape(y, (self.out_channels, n, out_h, out_w)), _CNHW)
+        return xp.permute_dims(xp.reshape(y, (self.out_channels, out_h, out_w, n)), _NCHW)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         xp = self.xp
         weight = self.params["weight"]
-        dy2 = xp.reshape(xp.permute_dims(dy, _CNHW), (self.out_channels, -1))
+        dy2 = xp.reshape(xp.permute_dims(dy, _CHWN), (self.out_channels, -1))
         self.grads["weight"] = xp.reshape(dy2 @ xp.matrix_transpose(self.cols), weight.shape)
         if "bias" in self.params:
             self.grads["bias"] = xp.sum(dy2, axis=1)
-        w2 = xp.reshape(weight, (self.out_channels, -1))
-        dcols = xp.matrix_transpose(w2) @ dy2
-        dx = col2im(xp, dcols, self.x_shape, *self.kernel_size, *self.stride, *self.padding)
-        return xp.permute_dims(dx, _CNHW)
+        if not input_grad:
+            return None
+        w2t = xp.matrix_transpose(xp.reshape(weight, (self.out_channels, -1)))
+        buffer = getattr(self, "_dcols_buffer", None)
+        if not fits(buffer, self.cols.shape, dy2.dtype):
+            buffer = None
+        dcols = self._dcols_buffer = backend.matmul_into(xp, w2t, dy2, buffer)
+        dx = col2im(xp, dcols, self.padded_shape, *self.kernel_size, *self.stride, *self.out_hw)
+        (ph, pw), (_, h, w, _) = self.padding, self.padded_shape
+        return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], _NCHW)
 
 
 class _Pool2d(Module):
@@ -98,67 +110,76 @@ class _Pool2d(Module):
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-    def _geometry(self, x):
+    def _windows(self, x, value=0.0):
+        """x (N, C, H, W) -> [(i, j, view)], the strided view of the padded batch-last input that
+        each kernel offset (i, j) sees; remembers what backward needs."""
+        xp = self.xp
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        *_, h, w = x.shape
-        return kh, kw, sh, sw, conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
+        n, c, h, w = self.x_shape = x.shape
+        self.out_hw = out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
+        x = pad(xp, xp.permute_dims(x, _CHWN), ph, pw, value)
+        self.padded_shape = x.shape
+        return [(i, j, x[window(i, j, sh, sw, out_h, out_w)]) for i in range(kh) for j in range(kw)]
 
     def _scatter(self, parts):
-        """Sum ``(i, j, d)`` window gradients back into an input-shaped gradient."""
+        """Sum ``(i, j, d)`` window gradients (batch-last) into dx (N, C, H, W)."""
         xp = self.xp
-        n, c, h, w = self.x_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
+        _, h, w, _ = self.padded_shape
+        # Windows that neither overlap nor skip pixels tile the input: each slice is written
+        # once, so plain assignment replaces read-add-write.
+        tiled = (sh, sw) == (kh, kw) and (ph, pw) == (0, 0)
         dx = None
         for i, j, d in parts:
             if dx is None:
-                dx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=d.dtype, device=d.device)
-            sl = (..., slice(i, i + sh * (out_h - 1) + 1, sh), slice(j, j + sw * (out_w - 1) + 1, sw))
-            dx[sl] = dx[sl] + d
-        return dx[..., ph:ph + h, pw:pw + w]
+                dx = xp.zeros(self.padded_shape, dtype=d.dtype, device=d.device)
+            sl = window(i, j, sh, sw, *self.out_hw)
+            dx[sl] = d if tiled else dx[sl] + d
+        return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], _NCHW)
 
 
 class MaxPool2d(_Pool2d):
-    """Max over each window; backward sends each window's gradient to one arg-max (the first)."""
+    """Max over each window; backward sends each window's gradient to one arg-max (the first).
+
+    The arg-max is tracked with integer arithmetic and the gradient routed by multiplying
+    float masks: NumPy's ``where`` is ~30x slower than a multiply at these sizes.
+    """
 
     def forward(self, x):
         xp = self.xp
-        self.x_shape = x.shape
-        kh, kw, sh, sw, out_h, out_w = self._geometry(x)
-        x = pad(xp, x, *self.padding, value=-math.inf)
+        kh, kw = self.kernel_size
         index_dtype = xp.int8 if kh * kw <= 127 else xp.int32
         out = arg = None
-        for k, (_, _, view) in enumerate(windows(x, kh, kw, sh, sw, out_h, out_w)):
+        for k, (_, _, view) in enumerate(self._windows(x, value=-math.inf)):
             if out is None:
                 out, arg = view, xp.zeros(view.shape, dtype=index_dtype, device=view.device)
             else:
-                arg = xp.where(view > out, k, arg)
+                greater = xp.astype(view > out, index_dtype)
+                arg = arg + greater * (k - arg)
                 out = xp.maximum(out, view)
         self.arg = arg
-        return out
+        return xp.permute_dims(out, _NCHW)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         xp = self.xp
         kh, kw = self.kernel_size
-        return self._scatter((k // kw, k % kw, xp.where(self.arg == k, dy, 0.0)) for k in range(kh * kw))
+        dy = xp.permute_dims(dy, _CHWN)
+        return self._scatter((k // kw, k % kw, dy * xp.astype(self.arg == k, dy.dtype)) for k in range(kh * kw))
 
 
 class AvgPool2d(_Pool2d):
     """Mean over each window; zero padding counts towards the mean (PyTorch's default)."""
 
     def forward(self, x):
-        xp = self.xp
-        self.x_shape = x.shape
-        kh, kw, sh, sw, out_h, out_w = self._geometry(x)
-        x = pad(xp, x, *self.padding)
-        out = None
-        for _, _, view in windows(x, kh, kw, sh, sw, out_h, out_w):
-            out = view if out is None else out + view
-        return out * (1.0 / (kh * kw))
-
-    def backward(self, dy):
         kh, kw = self.kernel_size
-        d = dy * (1.0 / (kh * kw))
+        out = None
+        for _, _, view in self._windows(x):
+            out = view if out is None else out + view
+        return self.xp.permute_dims(out * (1.0 / (kh * kw)), _NCHW)
+
+    def backward(self, dy, input_grad: bool = True):
+        kh, kw = self.kernel_size
+        d = self.xp.permute_dims(dy, _CHWN) * (1.0 / (kh * kw))
         return self._scatter((i, j, d) for i in range(kh) for j in range(kw))
 
 
@@ -167,7 +188,7 @@ class ReLU(Module):
         self.y = self.xp.maximum(x, 0.0)
         return self.y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return dy * self.xp.astype(self.y > 0, dy.dtype)
 
 
@@ -192,7 +213,7 @@ class Dropout(Module):
         self.mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
         return x * self.mask
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return dy if self.mask is None else dy * self.mask
 
 
@@ -203,7 +224,7 @@ class Flatten(Module):
         self.x_shape = x.shape
         return self.xp.reshape(x, (x.shape[0], -1))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         return self.xp.reshape(dy, self.x_shape)
 
 
@@ -244,7 +265,7 @@ class _BatchNorm(Module):
         self.axes, self.shape = axes, shape
         return xp.reshape(self.params["weight"], shape) * self.xhat + xp.reshape(self.params["bias"], shape)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
         xp = self.xp
         axes, xhat = self.axes, self.xhat
         self.grads["weight"] = xp.sum(dy * xhat, axis=axes)

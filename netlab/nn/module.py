@@ -68,7 +68,8 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
+        """Fill ``grads`` from dL/dy; return dL/dx, or None when ``input_grad`` is False."""
         raise NotImplementedError
 
     def __call__(self, x):
@@ -117,9 +118,11 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def backward(self, dy, input_grad: bool = True):
+        """Fill every layer's grads; ``input_grad=False`` skips dL/dx of the first layer
+        (training needs no gradient with respect to the images)."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
         return dy
 
     def train(self, mode: bool = True):

@@ -1,0 +1,249 @@
+"""``python -m netlab.bench``: training throughput of netlab beside PyTorch, same net, same run.
+
+For each batch size it times the training step (forward, loss, backward, Adam update) of
+netlab and of the identical ``torch.nn.Sequential``, alternating the two after warm-up over
+several repeats, with the same number of threads, and prints images/s (median, min, max),
+the ratio, achieved GFLOP/s, and where netlab's step spends its time. ``mode=e2e`` instead
+trains N epochs on real MNIST and reports wall time and test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from . import backend, losses, models, nn, optim
+from .app import user_errors
+from .config import ModelConfig, register
+from .errors import ConfigError
+
+log = logging.getLogger("netlab.bench")
+register()
+
+
+def torch_twin(model: nn.Sequential):
+    """The ``torch.nn.Sequential`` that computes what ``model`` computes, with its weights."""
+    import torch
+
+    t = torch.nn
+
+    def one(m):
+        if isinstance(m, nn.Sequential):
+            return t.Sequential(*[one(s) for s in m])
+        make = {
+            nn.Conv2d: lambda: t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                                        bias="bias" in m.params),
+            nn.Linear: lambda: t.Linear(m.in_features, m.out_features, bias="bias" in m.params),
+            nn.MaxPool2d: lambda: t.MaxPool2d(m.kernel_size, m.stride, m.padding),
+            nn.AvgPool2d: lambda: t.AvgPool2d(m.kernel_size, m.stride, m.padding),
+            nn.ReLU: lambda: t.ReLU(),
+            nn.Flatten: lambda: t.Flatten(),
+            nn.Dropout: lambda: t.Dropout(m.p),
+            nn.BatchNorm2d: lambda: t.BatchNorm2d(m.num_features, m.eps, m.momentum),
+            nn.BatchNorm1d: lambda: t.BatchNorm1d(m.num_features, m.eps, m.momentum),
+        }
+        twin = make[type(m)]()
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+        return twin
+
+    return one(model)
+
+
+class Timer:
+    """Wall time of a region, synchronising the device first so queued GPU work counts."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def __enter__(self):
+        backend.synchronize(self.xp)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        backend.synchronize(self.xp)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def netlab_step(model, opt):
+    def step(x, y):
+        _, dlogits = losses.softmax_cross_entropy(model.forward(x), y)
+        model.backward(dlogits, input_grad=False)
+        opt.step()
+    return step
+
+
+def torch_step(twin, device):
+    import torch
+
+    opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(twin(x), y).backward()
+        opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize()
+    return step
+
+
+def breakdown(model, x, y, repeats: int) -> list[dict]:
+    """Median milliseconds per step of each layer's forward and backward (and the rest)."""
+    xp = model.xp
+    rows = {i: {"forward": [], "backward": []} for i in range(len(model))}
+    for _ in range(repeats):
+        h = x
+        for i, layer in enumerate(model):
+            with Timer(xp) as t:
+                h = layer.forward(h)
+            rows[i]["forward"].append(t.seconds)
+        _, d = losses.softmax_cross_entropy(h, y)
+        for i in reversed(range(len(model))):
+            with Timer(xp) as t:
+                d = model[i].backward(d, input_grad=i > 0)
+            rows[i]["backward"].append(t.seconds)
+    return [{"layer": f"{i}: {model[i]!r}", "forward_ms": 1e3 * statistics.median(r["forward"]),
+             "backward_ms": 1e3 * statistics.median(r["backward"])} for i, r in rows.items()]
+
+
+def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
+    nn.manual_seed(0)
+    model = models.build(model_cfg).to(xp).train()
+    opt = optim.Adam(model, lr=1e-3)
+    gen = backend.Generator(1)
+    x = gen.normal(xp, (batch, *model_cfg.input_shape))
+    y = xp.astype(gen.bits(xp, (batch,)) % model_cfg.num_classes, xp.int64)
+    ours = netlab_step(model, opt)
+    contenders = {"netlab": (ours, (x, y), xp)}
+    if torch_ok:
+        import torch
+
+        device = "cuda" if backend.name_of(xp) == "cupy" else "cpu"
+        twin = torch_twin(model).to(device).train()
+        xt = torch.from_numpy(backend.to_numpy(x)).to(device)
+        yt = torch.from_numpy(backend.to_numpy(y)).to(device)
+        contenders["torch"] = (torch_step(twin, device), (xt, yt), None)
+    times = {name: [] for name in contenders}
+    for name, (step, args, _) in contenders.items():
+        for _ in range(cfg.warmup):
+            step(*args)
+    for _ in range(cfg.repeats):
+        for name, (step, args, sync_xp) in contenders.items():
+            if sync_xp is not None:
+                backend.synchronize(sync_xp)
+            t0 = time.perf_counter()
+            for _ in range(cfg.steps):
+                step(*args)
+            if sync_xp is not None:
+                backend.synchronize(sync_xp)
+            times[name].append(time.perf_counter() - t0)
+    flops = 3 * models.flops_per_image(models.build(model_cfg), model_cfg.input_shape)
+    result = {"batch_size": batch}
+    for name, ts in times.items():
+        ips = sorted(cfg.steps * batch / t for t in ts)
+        result[name] = {"images_per_s": statistics.median(ips), "min": ips[0], "max": ips[-1],
+                        "gflops": statistics.median(ips) * flops / 1e9}
+    if "torch" in result:
+        ratios = sorted(a / b for a, b in zip(times["torch"], times["netlab"]))
+        result["ratio"] = statistics.median(ratios)
+        result["ratio_min"], result["ratio_max"] = ratios[0], ratios[-1]
+    if cfg.breakdown:
+        result["layers"] = breakdown(model, x, y, max(3, cfg.repeats))
+    return result
+
+
+def step_mode(cfg) -> dict:
+    xp = backend.namespace(cfg.backend.name)
+    threads = cfg.threads or len(os.sched_getaffinity(0))
+    backend.set_threads(threads)
+    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), cfg.model))
+    torch_ok = bool(cfg.torch)
+    if torch_ok:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            log.warning("PyTorch is not installed: timing netlab alone")
+            torch_ok = False
+    batches = [2] if cfg.smoke else list(cfg.batch_sizes)
+    report = {"backend": cfg.backend.name, "device": backend.device_name(xp), "model": model_cfg.name,
+              "threads": threads, "steps_per_repeat": cfg.steps, "repeats": cfg.repeats,
+              "torch_version": _torch_version() if torch_ok else None, "results": []}
+    for batch in batches:
+        report["results"].append(bench_batch(cfg, model_cfg, xp, batch, torch_ok))
+    return report
+
+
+def e2e_mode(cfg) -> dict:
+    from hydra import compose
+
+    from .config import validate
+    from .train import Run
+
+    overrides = [f"backend={cfg.backend.name}", f"train.epochs={cfg.epochs}", "train.progress=false",
+                 f"train.eval_every={10 ** 9}", *cfg.train_overrides]
+    run_cfg = compose("config", overrides=overrides)
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir) / "e2e"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    run = Run(validate(run_cfg), out, OmegaConf.to_yaml(run_cfg))
+    results = run.fit()
+    return {"mode": "e2e", "backend": cfg.backend.name, "device": run.device, "epochs": cfg.epochs,
+            "overrides": overrides, "wall_s": time.perf_counter() - t0, "train_time_s": results["train_time_s"],
+            "test_accuracy": results["test_accuracy"], "images_per_s": results["images_per_s"]}
+
+
+def _torch_version():
+    import torch
+
+    return torch.__version__
+
+
+def table(report: dict) -> str:
+    lines = [f"netlab bench: {report['model']} on {report['backend']} ({report['device']}), "
+             f"{report['threads']} threads, {report['repeats']} repeats x {report['steps_per_repeat']} steps",
+             "batch | netlab img/s (min-max)       | torch img/s (min-max)        | ratio (min-max)    | netlab GFLOP/s"]
+    for r in report["results"]:
+        n = r["netlab"]
+        t = r.get("torch")
+        torch_cell = f"{t['images_per_s']:9,.0f} ({t['min']:,.0f}-{t['max']:,.0f})" if t else "-"
+        ratio = f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if t else "-"
+        lines.append(f"{r['batch_size']:5d} | {n['images_per_s']:9,.0f} ({n['min']:,.0f}-{n['max']:,.0f}) "
+                     f"{'':>6}| {torch_cell:<28} | {ratio:<18} | {n['gflops']:.1f}")
+    for r in report["results"]:
+        if "layers" in r:
+            total = sum(l["forward_ms"] + l["backward_ms"] for l in r["layers"])
+            lines.append(f"\nnetlab step at batch {r['batch_size']}: where the time goes (median ms, excl. optimizer)")
+            for l in r["layers"]:
+                share = 100 * (l["forward_ms"] + l["backward_ms"]) / total
+                lines.append(f"  {l['forward_ms']:7.2f} fwd {l['backward_ms']:7.2f} bwd {share:5.1f}%  {l['layer']}")
+    return "\n".join(lines)
+
+
+def bench(cfg: DictConfig) -> dict:
+    if cfg.mode not in ("step", "e2e"):
+        raise ConfigError(f"mode must be 'step' or 'e2e', got {cfg.mode!r}")
+    report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
+    print(table(report) if cfg.mode == "step" else json.dumps(report, indent=2), flush=True)
+    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir) / "bench.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %s", out)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    user_errors(bench)(cfg)
+
+
+if __name__ == "__main__":
+    main()
