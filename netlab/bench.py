@@ -21,11 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import backend, losses, models, nn, optim
 from .app import user_errors
-from .config import ModelConfig, register
+from .config import ModelConfig
 from .errors import ConfigError
 
 log = logging.getLogger("netlab.bench")
-register()
 
 
 def torch_twin(model: nn.Sequential):

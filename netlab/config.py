@@ -158,7 +158,11 @@ class Config:
 
 
 def register() -> None:
+    """Make the schema available to ``conf/config.yaml``'s defaults list as ``netlab_schema``."""
     ConfigStore.instance().store(name="netlab_schema", node=Config)
+
+
+register()
 
 
 def validate(cfg: DictConfig) -> Config:

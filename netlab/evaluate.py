@@ -13,12 +13,10 @@ from omegaconf import DictConfig
 from . import backend, data, plots
 from .app import user_errors
 from .checkpoint import load_model, resolve
-from .config import register
 from .errors import ConfigError
 from .train import evaluate_split, output_dir
 
 log = logging.getLogger("netlab.evaluate")
-register()
 
 
 def evaluate(cfg: DictConfig) -> dict:

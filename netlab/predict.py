@@ -11,11 +11,9 @@ from omegaconf import DictConfig
 from . import backend
 from .app import user_errors
 from .checkpoint import load_model
-from .config import register
 from .data.io import load_digit
 from .errors import ConfigError
 
-register()
 
 
 def predict(cfg: DictConfig) -> dict:

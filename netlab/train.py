@@ -24,11 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from . import backend, data, losses, models, nn, plots
 from .app import make_optimizer, user_errors
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT, read_checkpoint
-from .config import Config, register, validate
+from .config import Config, validate
 from .errors import ConfigError, DivergedError, NetlabError
 
 log = logging.getLogger("netlab.train")
-register()
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ("step", "epoch", "split", "loss", "accuracy", "lr", "elapsed_s")
