@@ -9,30 +9,11 @@ import numpy as np
 import pytest
 
 from netlab import backend, losses, nn, optim
+from netlab.bench import torch_twin as to_torch
 
 torch = pytest.importorskip("torch")
 TOL = 1e-4
 rng = np.random.default_rng(1)
-
-
-def to_torch(layer):
-    """The torch.nn twin of a netlab layer, carrying the same parameters."""
-    t = torch.nn
-    if isinstance(layer, nn.Sequential):
-        return t.Sequential(*[to_torch(m) for m in layer])
-    twin = {
-        nn.Conv2d: lambda m: t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                                      bias="bias" in m.params),
-        nn.Linear: lambda m: t.Linear(m.in_features, m.out_features, bias="bias" in m.params),
-        nn.MaxPool2d: lambda m: t.MaxPool2d(m.kernel_size, m.stride, m.padding),
-        nn.AvgPool2d: lambda m: t.AvgPool2d(m.kernel_size, m.stride, m.padding),
-        nn.ReLU: lambda m: t.ReLU(),
-        nn.Flatten: lambda m: t.Flatten(),
-        nn.BatchNorm2d: lambda m: t.BatchNorm2d(m.num_features),
-        nn.BatchNorm1d: lambda m: t.BatchNorm1d(m.num_features),
-    }[type(layer)](layer)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    return twin
 
 
 def compare(xp, layer, x_shape, train=True):
