@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from . import backend
 from .app import user_errors
 from .checkpoint import load_model
+from .data.files import DATASETS
 from .data.io import load_digit
 from .errors import ConfigError
 
@@ -22,17 +23,14 @@ def predict(cfg: DictConfig) -> dict:
     xp = backend.namespace(cfg.backend.name)
     model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
     channels, height, width = run_cfg.model.input_shape
-    if channels != 1:
-        raise ConfigError(f"predict handles grayscale models; this one takes {channels} channels")
-    digit = load_digit(cfg.image, size=height) if height == width else None
-    if digit is None:
-        raise ConfigError(f"predict needs a square input; this model takes {height}x{width}")
+    if channels != 1 or height != width:
+        raise ConfigError(f"predict handles models of square grayscale images; this one takes "
+                          f"{channels}x{height}x{width}")
+    digit = load_digit(cfg.image, size=height)
     x = (backend.from_numpy(xp, digit[None, None, :, :]) - mean) * (1.0 / std)
     logits = model.forward(x)
     shifted = logits - xp.max(logits, axis=1, keepdims=True)
     probs = backend.to_numpy(xp.exp(shifted) / xp.sum(xp.exp(shifted), axis=1, keepdims=True))[0]
-    from .data.files import DATASETS
-
     classes = DATASETS[run_cfg.data.name].classes
     order = probs.argsort()[::-1][: cfg.top]
     result = {"image": str(cfg.image), "class": classes[int(order[0])],

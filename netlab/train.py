@@ -256,7 +256,8 @@ class Run:
             f"{k} loss {results[k][0]:.4f} acc {100 * results[k][1]:6.2f}%" for k in SPLITS)
             + f" | reg loss {reg:.4f} | lr {lr:.2e} | {ips:,.0f} img/s")
         bar.set_postfix_str(f"loss {train_loss:.3f} val {100 * results['val'][1]:.2f}%", refresh=False)
-        bar.write(line) if bar.interactive else None
+        if bar.interactive:
+            bar.write(line)
         log.info(line)
         if results["val"][1] > self.best_val:
             self.best_val, self.best_step, self.evals_since_best = results["val"][1], self.step, 0
