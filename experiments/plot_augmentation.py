@@ -32,7 +32,7 @@ def main():
             ax.set_yticks([])
             if r == 0:
                 ax.set_title("original" if c == 0 else f"augmented {c}", fontsize=8)
-    fig.suptitle("Online augmentation (defaults): rotation, translation, blotches, noise", fontsize=9)
+    fig.suptitle("The report's four augmentations (netlab.data.Augment defaults): rotation, translation, blotches, noise", fontsize=9)
     fig.tight_layout()
     out = Path(__file__).parent / "figures" / "augmentation.png"
     fig.savefig(out, dpi=110)
