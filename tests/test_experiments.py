@@ -16,6 +16,13 @@ from netlab.config import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "mnist-small"
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package (hydra_plugins) is missing
+        return False
+
+
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
@@ -36,14 +43,14 @@ def test_seeds_sweep_preset():
     assert composed("sweep=seeds").hydra.sweeper.params.seed == "0,1,2"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+@pytest.mark.skipif(not installed("hydra_plugins.hydra_optuna_sweeper"),
                     reason="the sweep extra is not installed")
 def test_optuna_preset_composes():
     cfg = composed("sweep=optuna_lr")
     assert cfg.hydra.sweeper.direction == "maximize" and "optimizer.lr" in cfg.hydra.sweeper.params
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+@pytest.mark.skipif(not installed("hydra_plugins.hydra_joblib_launcher"),
                     reason="the sweep extra is not installed")
 def test_joblib_preset_composes():
     assert "joblib" in composed("sweep=joblib").hydra.launcher._target_.lower()
