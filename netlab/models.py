@@ -123,10 +123,6 @@ def build(cfg, pool_first: bool = True) -> nn.Sequential:
     return nn.Sequential(*layers).train()
 
 
-def describe(model: nn.Sequential) -> str:
-    return f"{model!r}\n{model.num_parameters():,} parameters"
-
-
 def flops_per_image(model: nn.Sequential, input_shape) -> int:
     """Multiply-adds x2 of one forward pass through the convolution and linear layers."""
     xp = backend.namespace("numpy")

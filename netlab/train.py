@@ -169,7 +169,7 @@ class Run:
         return self.elapsed_before + time.perf_counter() - self.t0
 
     def fit(self) -> dict:
-        cfg, xp, model, opt = self.cfg, self.xp, self.model, self.opt
+        cfg, model = self.cfg, self.model
         self.t0 = time.perf_counter()
         self.metrics_file = open(self.out / "metrics.csv", "w", newline="")
         self.writer = csv.DictWriter(self.metrics_file, fieldnames=COLUMNS)
@@ -180,40 +180,48 @@ class Run:
                  cfg.backend.name, self.device, f"{model.num_parameters():,}", self.total_steps,
                  cfg.train.batch_size, self.steps_per_epoch)
         bar = _progress(cfg.train.progress, self.total_steps, self.step)
-        stop = self.step >= self.total_steps
         model.train()
         try:
-            # Overflow shows up as a NaN loss, which _diverged() explains; the libraries' own
-            # warnings about it would only clutter that message.
-            warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
-            while not stop:
-                if self.batch >= self.steps_per_epoch:
-                    self.epoch, self.batch = self.epoch + 1, 0
-                tick = time.perf_counter()
-                for xb, yb in self.loader.batches(self.epoch, start=self.batch):
-                    logits = model.forward(xb)
-                    loss, dlogits = losses.softmax_cross_entropy(logits, yb)
-                    model.backward(dlogits, input_grad=False)
-                    opt.step()
-                    self._accumulate(loss, logits, yb)
-                    self.step, self.batch = self.step + 1, self.batch + 1
-                    self.images += yb.shape[0]
-                    bar.update(1)
-                    last = self.step >= self.total_steps
-                    if self.step % cfg.train.eval_every == 0 or self.batch == self.steps_per_epoch or last:
-                        backend.synchronize(xp)
-                        self.train_time += time.perf_counter() - tick
-                        stop = self.evaluate(bar) or last
-                        tick = time.perf_counter()
-                    if self.step % cfg.train.checkpoint_every == 0 or last:
-                        self._check_finite()
-                        self.save("last")
-                    if stop:
-                        break
+            with warnings.catch_warnings():
+                # Overflow shows up as a NaN loss, which _diverged() explains; the libraries'
+                # own warnings about it would only clutter that message.
+                warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
+                self._loop(bar)
         finally:
             bar.close()
             self.metrics_file.close()
         return self.finish()
+
+    def _loop(self, bar) -> None:
+        cfg, xp, model, opt = self.cfg, self.xp, self.model, self.opt
+        stop = self.step >= self.total_steps
+        while not stop:
+            if self.batch >= self.steps_per_epoch:
+                self.epoch, self.batch = self.epoch + 1, 0
+            tick = time.perf_counter()
+            for xb, yb in self.loader.batches(self.epoch, start=self.batch):
+                logits = model.forward(xb)
+                loss, dlogits = losses.softmax_cross_entropy(logits, yb)
+                model.backward(dlogits, input_grad=False)
+                opt.step()
+                self._accumulate(loss, logits, yb)
+                self.step, self.batch = self.step + 1, self.batch + 1
+                self.images += yb.shape[0]
+                bar.update(1)
+                last = self.step >= self.total_steps
+                evaluate = self.step % cfg.train.eval_every == 0 or self.batch == self.steps_per_epoch or last
+                checkpoint = self.step % cfg.train.checkpoint_every == 0 or last
+                if evaluate or checkpoint:  # neither counts as training time
+                    backend.synchronize(xp)
+                    self.train_time += time.perf_counter() - tick
+                    if evaluate:
+                        stop = self.evaluate(bar) or last
+                    if checkpoint:
+                        self._check_finite()
+                        self.save("last")
+                    tick = time.perf_counter()
+                if stop:
+                    break
 
     def _check_finite(self):
         if self.run_loss is not None:

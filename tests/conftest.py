@@ -36,11 +36,6 @@ def xp(request):
     return backend.namespace(request.param)
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch")
-
-
 def pytest_collection_modifyitems(config, items):
     # Every test that runs on the cupy backend is a GPU test, so `-m gpu` selects all of them.
     for item in items:
