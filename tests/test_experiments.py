@@ -56,6 +56,21 @@ def test_joblib_preset_composes():
     assert "joblib" in composed("sweep=joblib").hydra.launcher._target_.lower()
 
 
+@pytest.mark.skipif(not installed("hydra_plugins.hydra_optuna_sweeper"),
+                    reason="the sweep extra is not installed")
+def test_optuna_search_maximises_val_accuracy(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "netlab.train", "-m", "sweep=optuna_lr", "hydra.sweeper.n_trials=2",
+         f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=4",
+         "train.eval_every=2", "train.progress=false", f"hydra.sweep.dir={tmp_path / 'optuna'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    best = (tmp_path / "optuna" / "optimization_results.yaml").read_text()
+    assert "optimizer.lr" in best and "best_value" in best
+    assert len(list((tmp_path / "optuna").rglob("results.json"))) == 2
+
+
 def test_two_by_two_multirun_and_summary(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     sweep_dir = tmp_path / "sweep"
