@@ -79,7 +79,7 @@ def netlab_step(model, opt):
     return step
 
 
-def torch_step(twin, device):
+def torch_step(twin):
     import torch
 
     opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
@@ -89,8 +89,6 @@ def torch_step(twin, device):
         opt.zero_grad(set_to_none=True)
         loss_fn(twin(x), y).backward()
         opt.step()
-        if device != "cpu":
-            torch.cuda.synchronize()
     return step
 
 
@@ -120,8 +118,8 @@ def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
     gen = backend.Generator(1)
     x = gen.normal(xp, (batch, *model_cfg.input_shape))
     y = xp.astype(gen.bits(xp, (batch,)) % model_cfg.num_classes, xp.int64)
-    ours = netlab_step(model, opt)
-    contenders = {"netlab": (ours, (x, y), xp)}
+    # name -> (step, its arguments, a function that waits for queued device work)
+    contenders = {"netlab": (netlab_step(model, opt), (x, y), lambda: backend.synchronize(xp))}
     if torch_ok:
         import torch
 
@@ -129,20 +127,20 @@ def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
         twin = torch_twin(model).to(device).train()
         xt = torch.from_numpy(backend.to_numpy(x)).to(device)
         yt = torch.from_numpy(backend.to_numpy(y)).to(device)
-        contenders["torch"] = (torch_step(twin, device), (xt, yt), None)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        contenders["torch"] = (torch_step(twin), (xt, yt), sync)
     times = {name: [] for name in contenders}
-    for name, (step, args, _) in contenders.items():
+    for step, args, sync in contenders.values():
         for _ in range(cfg.warmup):
             step(*args)
+        sync()
     for _ in range(cfg.repeats):
-        for name, (step, args, sync_xp) in contenders.items():
-            if sync_xp is not None:
-                backend.synchronize(sync_xp)
+        for name, (step, args, sync) in contenders.items():
+            sync()
             t0 = time.perf_counter()
             for _ in range(cfg.steps):
                 step(*args)
-            if sync_xp is not None:
-                backend.synchronize(sync_xp)
+            sync()
             times[name].append(time.perf_counter() - t0)
     flops = 3 * models.flops_per_image(models.build(model_cfg), model_cfg.input_shape)
     result = {"batch_size": batch}

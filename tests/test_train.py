@@ -18,8 +18,7 @@ from netlab import backend, models
 from netlab.config import validate
 from netlab.data.io import load_digit
 from netlab.errors import ConfigError, DivergedError
-from netlab.train import Run, train
-from omegaconf import OmegaConf
+from netlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "mnist-small"
