@@ -42,8 +42,9 @@ def evaluate_split(model, x, y, batch_size: int, mean: float, std: float, num_cl
     loss_sum = correct = confusion = None
     n = x.shape[0]
     for lo in range(0, n, batch_size):
-        xb = (x[lo:lo + batch_size, ...] - mean) * (1.0 / std)
-        yb = y[lo:lo + batch_size]
+        hi = min(n, lo + batch_size)  # the standard leaves slices past the end unspecified
+        xb = (x[lo:hi, ...] - mean) * (1.0 / std)
+        yb = y[lo:hi]
         logits = model.forward(xb)
         loss, _ = losses.softmax_cross_entropy(logits, yb)
         pred = xp.argmax(logits, axis=1)

@@ -80,7 +80,8 @@ def augment_offline(xp, x, y, augment: Augment, copies: int, rng, chunk: int = 8
         return x, y
     xs, ys = [x], [y]
     for _ in range(copies):
-        parts = [augment(xp, x[i:i + chunk, ...], rng) for i in range(0, x.shape[0], chunk)]
+        n = x.shape[0]
+        parts = [augment(xp, x[i:min(n, i + chunk), ...], rng) for i in range(0, n, chunk)]
         xs.append(xp.concat(parts, axis=0))
         ys.append(y)
     return xp.concat(xs, axis=0), xp.concat(ys, axis=0)
