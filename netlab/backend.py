@@ -81,7 +81,8 @@ def device_name(xp) -> str:
         import cupy
 
         dev = cupy.cuda.Device()
-        return f"cuda:{dev.id} {cupy.cuda.runtime.getDeviceProperties(dev.id)['name'].decode()}"
+        name = cupy.cuda.runtime.getDeviceProperties(dev.id)["name"]
+        return f"cuda:{dev.id} {name.decode() if isinstance(name, bytes) else name}"
     return "cpu"
 
 
@@ -212,13 +213,15 @@ class Generator:
         return Generator(_splitmix64(self.seed ^ _splitmix64(stream + 1)) & 0x7FFFFFFFFFFFFFFF)
 
     def bits(self, xp, shape, device=None):
-        """Uniform 32-bit integers of ``shape`` (uint32; int64 holding 32 bits on torch)."""
+        """Uniform 32-bit integers of ``shape`` (uint32; int64 holding 32 bits on torch and cupy)."""
         shape = tuple(int(s) for s in shape)
         n = math.prod(shape)
         key = _splitmix64(_splitmix64(self.seed) ^ self.counter)
         self.counter += 1
         k0, k1 = key & _M32, key >> 32
-        wide = name_of(xp) == "torch"  # torch has no uint32 arithmetic
+        # torch has no uint32 arithmetic, and how CuPy promotes uint32 against a Python int has
+        # changed between versions; int64 with explicit masking gives the same bits everywhere.
+        wide = name_of(xp) in ("torch", "cupy")
         dtype = xp.int64 if wide else xp.uint32
         h = xp.arange(n, dtype=dtype, device=device)
         h = _lowbias32(h ^ k0, wide)
