@@ -47,12 +47,12 @@ def evaluate_split(model, x, y, batch_size: int, mean: float, std: float, num_cl
         yb = y[lo:hi]
         logits = model.forward(xb)
         loss, _ = losses.softmax_cross_entropy(logits, yb)
-        pred = xp.argmax(logits, axis=1)
-        hits = xp.sum(xp.astype(pred == yb, xp.float64))
+        hits = losses.correct(logits, yb)
         part = loss * yb.shape[0]
         loss_sum = part if loss_sum is None else loss_sum + part
         correct = hits if correct is None else correct + hits
         if num_classes:
+            pred = xp.argmax(logits, axis=1)
             classes = xp.arange(num_classes, dtype=yb.dtype, device=yb.device)
             true1h = xp.astype(yb[:, None] == classes, xp.float32)
             pred1h = xp.astype(pred[:, None] == xp.astype(classes, pred.dtype), xp.float32)
@@ -67,6 +67,8 @@ def evaluate_split(model, x, y, batch_size: int, mean: float, std: float, num_cl
 
 class Run:
     """One training run: its data, model, optimizer, counters and outputs."""
+
+    COUNTERS = ("step", "epoch", "batch", "best_step", "evals_since_best", "images", "run_count")
 
     def __init__(self, cfg: Config, out_dir: Path, config_yaml: str):
         self.cfg, self.out = cfg, out_dir
@@ -114,10 +116,9 @@ class Run:
         self.run_count = 0
 
     def _accumulate(self, loss, logits, yb):
-        xp = self.xp
         n = yb.shape[0]
-        hits = xp.sum(xp.astype(xp.argmax(logits, axis=1) == yb, xp.float64))
-        part = xp.astype(loss, xp.float64) * n
+        hits = losses.correct(logits, yb)
+        part = self.xp.astype(loss, self.xp.float64) * n
         self.run_loss = part if self.run_loss is None else self.run_loss + part
         self.run_correct = hits if self.run_correct is None else self.run_correct + hits
         self.run_count += n
@@ -126,9 +127,9 @@ class Run:
     def state(self) -> dict:
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         out.update({f"optim.{k}": v for k, v in self.opt.state_dict().items()})
-        for name, rng in (("dropout", self.dropout_rng), ("augment", self.augment_rng)):
+        for name, rng in self._generators():
             out[f"rng.{name}.seed"], out[f"rng.{name}.counter"] = rng.seed, rng.counter
-        for k in ("step", "epoch", "batch", "best_step", "evals_since_best", "images", "run_count"):
+        for k in self.COUNTERS:
             out[k] = getattr(self, k)
         out.update(best_val=self.best_val, train_time_s=self.train_time, elapsed_s=self.elapsed(),
                    data_mean=self.mean, data_std=self.std, config=self.config_yaml, format=CHECKPOINT_FORMAT)
@@ -146,9 +147,9 @@ class Run:
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"cannot resume from {path}: it was saved from a different model ({exc}); "
                               f"use the same model settings as the run that wrote it") from None
-        for name, rng in (("dropout", self.dropout_rng), ("augment", self.augment_rng)):
+        for name, rng in self._generators():
             rng.load_state_dict({"seed": st[f"rng.{name}.seed"], "counter": st[f"rng.{name}.counter"]})
-        for k in ("step", "epoch", "batch", "best_step", "evals_since_best", "images", "run_count"):
+        for k in self.COUNTERS:
             setattr(self, k, int(st[k]))
         self.best_val, self.train_time = float(st["best_val"]), float(st["train_time_s"])
         self.elapsed_before = float(st["elapsed_s"])
@@ -159,6 +160,9 @@ class Run:
         n = len(st["metrics.step"])
         self.rows = [{c: st[f"metrics.{c}"][i].item() for c in COLUMNS} for i in range(n)]
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch)
+
+    def _generators(self):
+        return (("dropout", self.dropout_rng), ("augment", self.augment_rng))
 
     def save(self, name: str) -> Path:
         path = self.out / "checkpoints" / f"{name}.npz"
@@ -258,8 +262,7 @@ class Run:
             self.rows.append(row)
             self.writer.writerow(row)
         self.metrics_file.flush()
-        reg = losses.l2_penalty(self.model, self.cfg.optimizer.weight_decay)
-        reg = float(backend.to_numpy(reg)) if not isinstance(reg, float) else reg
+        reg = float(backend.to_numpy(losses.l2_penalty(self.model, self.cfg.optimizer.weight_decay)))
         ips = self.images / self.train_time if self.train_time else 0.0
         line = (f"step {self.step:6d} epoch {epoch:5.2f} | " + " | ".join(
             f"{k} loss {results[k][0]:.4f} acc {100 * results[k][1]:6.2f}%" for k in SPLITS)

@@ -58,6 +58,11 @@ class Conv2d(Module):
         self.params["weight"] = kaiming_uniform((out_channels, in_channels, kh, kw), fan_in, rng)
         if bias:
             self.params["bias"] = kaiming_uniform((out_channels,), fan_in, rng)
+        self._cols_buffer = self._dcols_buffer = None
+
+    def to(self, xp, dtype=None, device=None):
+        self._cols_buffer = self._dcols_buffer = None  # they belong to the old namespace
+        return super().to(xp, dtype, device)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -72,8 +77,7 @@ class Conv2d(Module):
         self.padded_shape = x.shape
         # The column matrices are reused from step to step: at batch 256 they are 80 MB, past
         # glibc's 32 MB mmap limit, so fresh ones page-fault on every step (benchmarks/NOTES.md).
-        self.cols, self._cols_buffer = im2col(xp, x, kh, kw, sh, sw, out_h, out_w,
-                                              getattr(self, "_cols_buffer", None))
+        self.cols, self._cols_buffer = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, self._cols_buffer)
         y = xp.reshape(self.params["weight"], (self.out_channels, c * kh * kw)) @ self.cols
         if "bias" in self.params:
             y = y + self.params["bias"][:, None]
@@ -89,9 +93,7 @@ class Conv2d(Module):
         if not input_grad:
             return None
         w2t = xp.matrix_transpose(xp.reshape(weight, (self.out_channels, -1)))
-        buffer = getattr(self, "_dcols_buffer", None)
-        if not fits(buffer, self.cols.shape, dy2.dtype):
-            buffer = None
+        buffer = self._dcols_buffer if fits(self._dcols_buffer, self.cols.shape, dy2.dtype) else None
         dcols = self._dcols_buffer = backend.matmul_into(xp, w2t, dy2, buffer)
         dx = col2im(xp, dcols, self.padded_shape, *self.kernel_size, *self.stride, *self.out_hw)
         (ph, pw), (_, h, w, _) = self.padding, self.padded_shape
