@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The CuPy backend on a lent GPU machine, in one run (see ../shared/device/README.md).
-# Prepare here, from the repo root:
-#   bash ../shared/device/fetch-wheels.sh threadpoolctl==3.6.0
-#   mkdir -p .gpu && cp -r ../shared/data/mnist .gpu/ && grep -qx /.gpu/ .git/info/exclude || echo /.gpu/ >> .git/info/exclude
-# then call the device tool with: command "bash benchmarks/gpu.sh", carry [".whl", ".gpu"], timeout_s 420.
-# It prints the GPU tests' summary, the bench table beside PyTorch CUDA, and a 2-epoch training run.
+# netlab's GPU checks in one run, on any machine with an NVIDIA GPU and CUDA 12:
+#   pip install -e ".[cuda12,torch,dev]"        # cuda13 for CUDA 13
+#   NETLAB_DATA=DIR bash benchmarks/gpu.sh      # DIR holds mnist/ (the four IDX files)
+# It prints the GPU tests' summary, the bench table beside PyTorch CUDA, and a 2-epoch training
+# run, and keeps their logs in $OUT. On a machine without network access, put the wheels it
+# needs in .whl/ and the data in .gpu/mnist/: they are installed and used from there.
 set -uo pipefail
-OUT=${OUT:-/tmp/gpu-out}
+OUT=${OUT:-/tmp/netlab-gpu}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 NETLAB_DATA=$PWD/.gpu
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+[ -z "${NETLAB_DATA:-}" ] && [ -d .gpu/mnist ] && export NETLAB_DATA=$PWD/.gpu
+: "${NETLAB_DATA:?set NETLAB_DATA to a folder with an mnist/ subfolder}"
+export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
 echo "== tests on cupy (-m gpu)"

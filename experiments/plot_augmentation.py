@@ -1,6 +1,6 @@
 """Draw experiments/figures/augmentation.png: MNIST originals beside augmented versions.
 
-    NETLAB_DATA=../shared/data python experiments/plot_augmentation.py
+    NETLAB_DATA=DIR python experiments/plot_augmentation.py    # DIR holds mnist/
 """
 
 from pathlib import Path
@@ -19,7 +19,7 @@ def main():
     xp = backend.namespace("numpy")
     splits = data.load(xp, "mnist", download=False)
     originals = splits.train_x[:ROWS]
-    augment = data.Augment()
+    augment = data.Augment(degrees=12.0, blotch_p=0.2, noise_p=0.2)  # all four, as the report had them
     rng = backend.Generator(0)
     copies = [backend.to_numpy(augment(xp, originals, rng)) for _ in range(COPIES)]
     fig, axes = plt.subplots(ROWS, COPIES + 1, figsize=(1.3 * (COPIES + 1), 1.3 * ROWS))
@@ -32,7 +32,7 @@ def main():
             ax.set_yticks([])
             if r == 0:
                 ax.set_title("original" if c == 0 else f"augmented {c}", fontsize=8)
-    fig.suptitle("The report's four augmentations (netlab.data.Augment defaults): rotation, translation, blotches, noise", fontsize=9)
+    fig.suptitle("The report's four augmentations: rotation, translation, blotches, noise", fontsize=9)
     fig.tight_layout()
     out = Path(__file__).parent / "figures" / "augmentation.png"
     fig.savefig(out, dpi=110)

@@ -1,4 +1,4 @@
-"""What the command-line apps share: error reporting and building objects from config."""
+"""What the command-line apps share: how a user-caused error ends a command."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import functools
 import logging
 import sys
 
-from . import optim
 from .errors import NetlabError
 
 log = logging.getLogger(__name__)
@@ -40,26 +39,3 @@ def _hydra_verbose() -> bool:
         return bool(HydraConfig.get().verbose)
     except Exception:
         return False
-
-
-def make_schedule(cfg, total_steps: int):
-    if cfg.name == "step":
-        return optim.StepLR(cfg.step_size, cfg.gamma)
-    if cfg.name == "cosine":
-        return optim.Cosine(total_steps, cfg.warmup_steps, cfg.min_lr)
-    if cfg.name == "onecycle":
-        return optim.OneCycle(max(2, total_steps), cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
-    return optim.Constant()
-
-
-def make_optimizer(cfg, model, total_steps: int):
-    """The optimizer ``cfg.name`` names ("momentum" is SGD with momentum), with its schedule."""
-    schedule = make_schedule(cfg.schedule, total_steps)
-    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, schedule=schedule)
-    if cfg.name in ("sgd", "momentum"):
-        return optim.SGD(model, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
-    if cfg.name == "adam":
-        return optim.Adam(model, betas=tuple(cfg.betas), eps=cfg.eps, **common)
-    if cfg.name == "adagrad":
-        return optim.Adagrad(model, eps=cfg.eps, **common)
-    return optim.RMSprop(model, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common)

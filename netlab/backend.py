@@ -13,48 +13,60 @@ import math
 
 import numpy as np
 
-from .errors import NetlabError
+from .errors import BackendError
+from .registry import Registry
 
-NAMES = ("numpy", "cupy", "array_api_strict", "torch")
 ARRAY_API_VERSION = "2024.12"
 
 
-class BackendError(NetlabError, RuntimeError):
-    """A backend cannot be used on this machine (library missing, no GPU, unknown name)."""
+def _numpy():
+    import array_api_compat.numpy as xp
+
+    return xp
+
+
+def _array_api_strict():
+    strict = _import("array_api_strict", "pip install array-api-strict")
+    strict.set_array_api_strict_flags(api_version=ARRAY_API_VERSION)
+    return strict
+
+
+def _torch():
+    _import("torch", "pip install torch")
+    import array_api_compat.torch as xp
+
+    return xp
+
+
+def _cupy():
+    cupy = _import("cupy", "pip install 'netlab[cuda12]' (or netlab[cuda13]: pick the extra that "
+                           "matches your CUDA version)")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        raise BackendError(
+            f"backend 'cupy' needs an NVIDIA GPU with a working CUDA driver, and CuPy "
+            f"could not reach one ({exc}). Use backend=numpy to train on the CPU."
+        ) from None
+    if count == 0:
+        raise BackendError("backend 'cupy' needs an NVIDIA GPU, and none is visible "
+                           "(check CUDA_VISIBLE_DEVICES). Use backend=numpy to train on the CPU.")
+    import array_api_compat.cupy as xp
+
+    return xp
+
+
+# name -> a function that imports and returns the namespace (imports happen on first use only)
+BACKENDS = Registry("backend", BackendError)
+for _name, _load in (("numpy", _numpy), ("cupy", _cupy), ("array_api_strict", _array_api_strict),
+                     ("torch", _torch)):
+    BACKENDS.register(_name, _load)
+NAMES = tuple(BACKENDS)
 
 
 def namespace(name: str):
     """Return the array-API namespace called ``name`` ("numpy", "cupy", "array_api_strict", "torch")."""
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-
-        return xp
-    if name == "array_api_strict":
-        strict = _import("array_api_strict", "pip install array-api-strict")
-        strict.set_array_api_strict_flags(api_version=ARRAY_API_VERSION)
-        return strict
-    if name == "torch":
-        _import("torch", "pip install torch")
-        import array_api_compat.torch as xp
-
-        return xp
-    if name == "cupy":
-        cupy = _import("cupy", "pip install 'netlab[cuda]' (it installs cupy-cuda12x; "
-                               "pick the cupy wheel that matches your CUDA version)")
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # CUDA driver missing or broken
-            raise BackendError(
-                f"backend 'cupy' needs an NVIDIA GPU with a working CUDA driver, and CuPy "
-                f"could not reach one ({exc}). Use backend=numpy to train on the CPU."
-            ) from None
-        if count == 0:
-            raise BackendError("backend 'cupy' needs an NVIDIA GPU, and none is visible "
-                               "(check CUDA_VISIBLE_DEVICES). Use backend=numpy to train on the CPU.")
-        import array_api_compat.cupy as xp
-
-        return xp
-    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}.")
+    return BACKENDS.lookup(name)()
 
 
 def _import(module: str, fix: str):
@@ -131,40 +143,39 @@ def set_threads(n: int | None) -> None:
         _thread_limits = threadpool_limits(limits=int(n))
 
 
-def save_arrays(path, arrays: dict) -> None:
-    """Write ``arrays`` (name -> array or scalar) to ``path`` as .npz, atomically: a crash
-    at any moment leaves either the old file or the new one, never a torn one."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: to_numpy(v) if not isinstance(v, str) else np.asarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load_arrays(path) -> dict:
-    """Read a .npz written by :func:`save_arrays` (plain arrays only, no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
+# ------------------------------------------------------------------------------ fast paths
 def matmul_into(xp, a, b, out=None):
     """``a @ b``, written into ``out`` when given and NumPy can (a fast path: no fresh
     allocation); every other case is the plain ``a @ b`` twin."""
     if out is not None and name_of(xp) == "numpy" and isinstance(out, np.ndarray):
         return np.matmul(a, b, out=out)
     return a @ b
+
+
+class Scratch:
+    """Work arrays that a layer reuses from step to step instead of allocating afresh.
+
+    At batch 256 a convolution's column matrix is 80 MB, past glibc's 32 MB mmap limit, so a
+    fresh one page-faults on every step (benchmarks/NOTES.md). ``empty()`` hands back the
+    array it gave last time under the same name when namespace, shape and dtype still fit;
+    ``Scratch(reuse=False)`` is the plain twin that always allocates. Contents are garbage
+    until written, and an array is only valid until the next ``empty()`` under its name.
+    """
+
+    def __init__(self, reuse: bool = True):
+        self.reuse = reuse
+        self._arrays: dict = {}
+
+    def empty(self, xp, name: str, shape, dtype, device=None):
+        shape = tuple(shape)
+        old = self._arrays.get(name)
+        # a namespace change (model.to()) or a new batch size makes the old array useless
+        if old is not None and old[0] is xp and tuple(old[1].shape) == shape and old[1].dtype == dtype:
+            return old[1]
+        array = xp.empty(shape, dtype=dtype, device=device)
+        if self.reuse:
+            self._arrays[name] = (xp, array)
+        return array
 
 
 def synchronize(xp) -> None:

@@ -14,45 +14,19 @@ import logging
 import os
 import statistics
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import backend, losses, models, nn, optim
 from .app import user_errors
-from .config import ModelConfig
+from .config import ModelConfig, compose, validate
 from .errors import ConfigError
+from .outputs import output_dir, write_json
+from .torch_twin import torch_twin
+from .training import Trainer
 
 log = logging.getLogger("netlab.bench")
-
-
-def torch_twin(model: nn.Sequential):
-    """The ``torch.nn.Sequential`` that computes what ``model`` computes, with its weights."""
-    import torch
-
-    t = torch.nn
-
-    def one(m):
-        if isinstance(m, nn.Sequential):
-            return t.Sequential(*[one(s) for s in m])
-        make = {
-            nn.Conv2d: lambda: t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                                        bias="bias" in m.params),
-            nn.Linear: lambda: t.Linear(m.in_features, m.out_features, bias="bias" in m.params),
-            nn.MaxPool2d: lambda: t.MaxPool2d(m.kernel_size, m.stride, m.padding),
-            nn.AvgPool2d: lambda: t.AvgPool2d(m.kernel_size, m.stride, m.padding),
-            nn.ReLU: lambda: t.ReLU(),
-            nn.Flatten: lambda: t.Flatten(),
-            nn.Dropout: lambda: t.Dropout(m.p),
-            nn.BatchNorm2d: lambda: t.BatchNorm2d(m.num_features, m.eps, m.momentum),
-            nn.BatchNorm1d: lambda: t.BatchNorm1d(m.num_features, m.eps, m.momentum),
-        }
-        twin = make[type(m)]()
-        twin.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
-        return twin
-
-    return one(model)
 
 
 class Timer:
@@ -181,20 +155,15 @@ def step_mode(cfg) -> dict:
 
 
 def e2e_mode(cfg) -> dict:
-    from hydra import compose
-
-    from .config import validate
-    from .train import Run
-
     overrides = [f"backend={cfg.backend.name}", f"train.epochs={cfg.epochs}", "train.progress=false",
                  f"train.eval_every={10 ** 9}", *cfg.train_overrides]
-    run_cfg = compose("config", overrides=overrides)
-    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir) / "e2e"
+    run_cfg = compose(*overrides)
+    out = output_dir() / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    run = Run(validate(run_cfg), out, OmegaConf.to_yaml(run_cfg))
-    results = run.fit()
-    return {"mode": "e2e", "backend": cfg.backend.name, "device": run.device, "epochs": cfg.epochs,
+    trainer = Trainer(validate(run_cfg), out, OmegaConf.to_yaml(run_cfg))
+    results = trainer.fit()
+    return {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "epochs": cfg.epochs,
             "overrides": overrides, "wall_s": time.perf_counter() - t0, "train_time_s": results["train_time_s"],
             "test_accuracy": results["test_accuracy"], "images_per_s": results["images_per_s"]}
 
@@ -226,20 +195,20 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+@user_errors
 def bench(cfg: DictConfig) -> dict:
     if cfg.mode not in ("step", "e2e"):
         raise ConfigError(f"mode must be 'step' or 'e2e', got {cfg.mode!r}")
     report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
     print(table(report) if cfg.mode == "step" else json.dumps(report, indent=2), flush=True)
-    out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir) / "bench.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_json(output_dir() / "bench.json", report)
     log.info("wrote %s", out)
     return report
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
-    user_errors(bench)(cfg)
+    bench(cfg)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,30 @@
-"""Typed configuration: the schema behind ``conf/``.
+"""Typed configuration: the one home of every default, and the schema behind ``conf/``.
 
-Hydra composes the YAML files onto these dataclasses, so a wrong type or an unknown key is
-refused while composing; :func:`validate` then builds the dataclasses, whose checks refuse
-invalid values (negative lr, batch size 0, ...) before any data is read.
+Each config group's options are dataclasses stored in Hydra's ConfigStore (``backend/numpy``,
+``data/mnist``, ``optimizer/adam``, ``train/default``, ...), so the values here are the
+defaults of the command line and of the Python API alike; ``conf/`` holds only what is data
+(model files), presets that override a few keys (experiments, sweeps) and the defaults list.
+Hydra refuses a wrong type or an unknown key while composing; :func:`validate` then builds
+the dataclasses, whose checks refuse invalid values before any data is read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .backend import NAMES as BACKENDS
 from .data.augment import Augment
 from .data.files import DATASETS
 from .errors import ConfigError
-from .optim import OPTIMIZERS
+from .optim import OPTIMIZERS, SCHEDULES, check_hyperparameters
 
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _check(ok: bool, key: str, rule: str, value) -> None:
@@ -40,7 +44,7 @@ class BackendConfig:
 
 @dataclass
 class AugmentConfig(Augment):
-    enabled: bool = False
+    enabled: bool = True
     mode: str = "online"  # online: fresh transforms every batch; offline: `copies` per image, made once
     copies: int = 2
 
@@ -76,11 +80,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "seed_cnn"
-    dropout: float = 0.0
+    """A model file (``conf/model/*.yaml``): its layers are data, so there is no default model here."""
+
+    name: str = MISSING
+    dropout: float = 0.0        # the p of every `dropout` layer that gives none
     input_shape: List[int] = field(default_factory=lambda: [1, 28, 28])
     num_classes: int = 10
-    layers: List[Any] = field(default_factory=list)
+    layers: List[Any] = MISSING
 
     def __post_init__(self):
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
@@ -88,43 +94,100 @@ class ModelConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "constant"
-    step_size: int = 1000
+    name: str = "onecycle"  # warm up to lr over pct_start of the steps, then anneal; constant: lr stays
+    step_size: int = 1000   # step: multiply lr by gamma every step_size steps
     gamma: float = 0.1
-    warmup_steps: int = 0
+    warmup_steps: int = 0   # cosine: linear warm-up, then decay to min_lr
     min_lr: float = 0.0
-    pct_start: float = 0.3
+    pct_start: float = 0.3  # onecycle: fraction of the steps spent rising to lr
     div_factor: float = 25.0
     final_div_factor: float = 1e4
 
     def __post_init__(self):
-        _check(self.name in SCHEDULES, "optimizer.schedule.name", f"one of {SCHEDULES}", self.name)
+        _check(self.name in SCHEDULES, "optimizer.schedule.name", f"one of {tuple(SCHEDULES)}", self.name)
         _check(self.step_size >= 1, "optimizer.schedule.step_size", ">= 1", self.step_size)
         _check(0.0 < self.pct_start < 1.0, "optimizer.schedule.pct_start", "in (0, 1)", self.pct_start)
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    nesterov: bool = False
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    alpha: float = 0.99
+    """What every optimizer has; each optimizer's own schema below adds its fields and defaults."""
+
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0  # L2: weight_decay * p is added to the gradient
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self):
         _check(self.name in OPTIMIZERS, "optimizer.name", f"one of {tuple(OPTIMIZERS)}", self.name)
-        _check(self.lr > 0, "optimizer.lr", "> 0", self.lr)
-        _check(self.weight_decay >= 0, "optimizer.weight_decay", ">= 0", self.weight_decay)
-        _check(self.momentum >= 0, "optimizer.momentum", ">= 0", self.momentum)
+        try:
+            check_hyperparameters(self.lr, self.weight_decay, getattr(self, "momentum", 0.0))
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting: optimizer.{exc}") from None
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(not self.nesterov or self.momentum > 0, "optimizer.momentum", "> 0 with nesterov", self.momentum)
+
+
+@dataclass
+class MomentumConfig(SGDConfig):
+    """SGD with (heavy-ball) momentum."""
+
+    name: str = "momentum"
+    lr: float = 0.01
+    momentum: float = 0.9
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    lr: float = 0.003
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        super().__post_init__()
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optimizer.betas",
                "two numbers in [0, 1)", list(self.betas))
         _check(self.eps > 0, "optimizer.eps", "> 0", self.eps)
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    name: str = "adagrad"
+    lr: float = 0.01
+    eps: float = 1e-10
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.eps > 0, "optimizer.eps", "> 0", self.eps)
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    name: str = "rmsprop"
+    lr: float = 0.001
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.eps > 0, "optimizer.eps", "> 0", self.eps)
         _check(0 <= self.alpha < 1, "optimizer.alpha", "in [0, 1)", self.alpha)
-        _check(not self.nesterov or self.momentum > 0, "optimizer.momentum", "> 0 with nesterov", self.momentum)
+
+
+# optimizer name -> its schema (the names are optim.OPTIMIZERS')
+OPTIMIZER_CONFIGS = {c.name: c for c in (SGDConfig, MomentumConfig, AdamConfig, AdagradConfig, RMSpropConfig)}
 
 
 @dataclass
@@ -150,26 +213,59 @@ class TrainConfig:
 class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    model: ModelConfig = MISSING  # conf/config.yaml picks seed_cnn
+    optimizer: OptimizerConfig = field(default_factory=AdamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     debug: bool = False  # show tracebacks for user errors
 
 
+def schema() -> DictConfig:
+    """:class:`Config` as Hydra composes onto it: the groups that ``conf/config.yaml``'s
+    defaults list fills are left open, so any optimizer's schema can fill ``optimizer``."""
+    node = OmegaConf.structured(Config)
+    node.optimizer = MISSING
+    return node
+
+
 def register() -> None:
-    """Make the schema available to ``conf/config.yaml``'s defaults list as ``netlab_schema``."""
-    ConfigStore.instance().store(name="netlab_schema", node=Config)
+    """Store the schema (``netlab_schema``) and every group option in Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="netlab_schema", node=schema())
+    for name in BACKENDS:
+        cs.store(group="backend", name=name, node=BackendConfig(name=name))
+    for name in DATASETS:
+        cs.store(group="data", name=name, node=DataConfig(name=name))
+    for name, cls in OPTIMIZER_CONFIGS.items():
+        cs.store(group="optimizer", name=name, node=cls)
+    cs.store(group="train", name="default", node=TrainConfig)
 
 
 register()
 
 
+def compose(*overrides: str, config_name: str = "config") -> DictConfig:
+    """The config that ``python -m netlab.train OVERRIDES`` would run with (Python API)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose with its search path
+        return hydra_compose(config_name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))
+
+
 def validate(cfg: DictConfig) -> Config:
     """Turn the composed config into checked dataclasses; any problem is a :class:`ConfigError`."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-        return OmegaConf.to_object(merged)
+        if not isinstance(cfg, DictConfig):
+            cfg = OmegaConf.create(cfg)
+        node = schema()
+        # a config read back from YAML (a checkpoint's) is untyped: its optimizer's name picks the schema
+        name = OmegaConf.select(cfg, "optimizer.name", default=None)
+        if name in OPTIMIZER_CONFIGS:
+            node.optimizer = OmegaConf.structured(OPTIMIZER_CONFIGS[name])
+        return OmegaConf.to_object(OmegaConf.merge(node, cfg))
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:

@@ -1,4 +1,8 @@
-"""Errors a user can cause. The apps print their message as one paragraph and exit non-zero."""
+"""Every error a user can cause, in one place.
+
+The command-line apps print the message of a :class:`NetlabError` as one paragraph and exit
+with status 2 (``debug=true`` shows the traceback instead); anything else is a bug.
+"""
 
 
 class NetlabError(Exception):
@@ -6,7 +10,19 @@ class NetlabError(Exception):
 
 
 class ConfigError(NetlabError, ValueError):
-    """A setting has the wrong type or an invalid value."""
+    """A setting has the wrong type, an invalid value, or names something unknown."""
+
+
+class DataError(NetlabError, ValueError):
+    """A data file is missing, corrupt, or does not match what was expected."""
+
+
+class BackendError(NetlabError, RuntimeError):
+    """A backend cannot be used on this machine (library missing, no GPU, unknown name)."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint is missing, unreadable, or does not fit the model or run it is used with."""
 
 
 class DivergedError(NetlabError):

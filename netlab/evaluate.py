@@ -3,21 +3,21 @@ the confusion matrix (printed, and as confusion.png) of a saved model."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import hydra
 from omegaconf import DictConfig
 
-from . import backend, data, plots
+from . import backend, data, metrics, plots
 from .app import user_errors
 from .checkpoint import load_model, resolve
 from .errors import ConfigError
-from .train import evaluate_split, output_dir
+from .outputs import output_dir, write_json
 
 log = logging.getLogger("netlab.evaluate")
 
 
+@user_errors
 def evaluate(cfg: DictConfig) -> dict:
     if not cfg.checkpoint:
         raise ConfigError("give the model to evaluate: checkpoint=PATH (a run directory or a .npz file)")
@@ -30,13 +30,14 @@ def evaluate(cfg: DictConfig) -> dict:
                        download=dc.download, verify=dc.verify, limit=dc.limit)
     x, y = (splits.test_x, splits.test_y) if cfg.split == "test" else (splits.val_x, splits.val_y)
     k = len(splits.classes)
-    loss, acc, matrix = evaluate_split(model, x, y, cfg.batch_size, mean, std, num_classes=k)
+    ev = metrics.evaluate(model, x, y, cfg.batch_size, mean, std, num_classes=k)
+    loss, acc, matrix = ev.loss, ev.accuracy, ev.confusion
     per_class = [float(matrix[i, i] / max(1, matrix[i].sum())) for i in range(k)]
     out = output_dir()
     result = {"checkpoint": str(resolve(cfg.checkpoint)), "split": cfg.split, "dataset": dc.name,
               "backend": cfg.backend.name, f"{cfg.split}_loss": loss, f"{cfg.split}_accuracy": acc,
               "per_class_accuracy": dict(zip(splits.classes, per_class)), "confusion_matrix": matrix.tolist()}
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "evaluation.json", result)
     plots.confusion(matrix.tolist(), list(splits.classes), out / "confusion.png",
                     f"{run_cfg.model.name} on {dc.name} {cfg.split}: {100 * acc:.2f}%")
     print(report(result, splits.classes, matrix))
@@ -60,7 +61,7 @@ def report(result, classes, matrix) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    user_errors(evaluate)(cfg)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,20 @@ from __future__ import annotations
 from array_api_compat import array_namespace
 
 
+def _shifted_exp(logits):
+    """``(shifted, exp(shifted), row sums)`` with each row's max subtracted: the stable softmax pieces."""
+    xp = array_namespace(logits)
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    return shifted, exp, xp.sum(exp, axis=1, keepdims=True)
+
+
+def softmax(logits):
+    """Class probabilities of (N, K) ``logits``, computed without overflow."""
+    _, exp, total = _shifted_exp(logits)
+    return exp / total
+
+
 def softmax_cross_entropy(logits, labels):
     """Mean cross-entropy of softmax(logits) against integer ``labels``.
 
@@ -14,9 +28,7 @@ def softmax_cross_entropy(logits, labels):
     """
     xp = array_namespace(logits)
     n, k = logits.shape
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    exp = xp.exp(shifted)
-    total = xp.sum(exp, axis=1, keepdims=True)
+    shifted, exp, total = _shifted_exp(logits)
     onehot = xp.astype(labels[:, None] == xp.arange(k, dtype=labels.dtype, device=labels.device), logits.dtype)
     loss = xp.mean(xp.log(total[:, 0]) - xp.sum(shifted * onehot, axis=1))
     dlogits = (exp / total - onehot) * (1.0 / n)

@@ -1,4 +1,4 @@
-"""Build a Sequential from a model config's list of layers.
+"""Build a Sequential from a model file's list of layers.
 
 Each entry is a layer name (``relu``, ``flatten``, ``dropout``, ``batchnorm``) or a one-key
 mapping ``{name: args}``, where args is a mapping of keyword arguments or a single number:
@@ -16,107 +16,131 @@ Input sizes are inferred, so a user can write a new model as a YAML file without
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 from . import backend, nn
 from .errors import ConfigError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """How a model-file entry becomes a layer: ``make(shape, args, model_cfg)`` with ``args``
+    limited to ``allowed`` keys; a bare number means ``{shorthand: number}``."""
+
+    make: Callable
+    allowed: tuple[str, ...] = ()
+    shorthand: str | None = None
+    ndim: int | None = None  # dimensions per sample the layer needs (3: images, 1: vectors)
+
+
+LAYERS = Registry("layer")
+
+
+def _size(args, key, default=None, low=1):
+    """Integer argument ``key`` (>= ``low``); floats such as 10.5 and booleans are refused."""
+    value = args.get(key, default)
+    if value is None:
+        raise ConfigError(f"needs the argument '{key}'")
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= low for v in value):
+            return tuple(value)
+        raise ConfigError(f"'{key}' must be an integer >= {low} (or a pair of them), got {value!r}")
+    if value < low:
+        raise ConfigError(f"'{key}' must be an integer >= {low}, got {value}")
+    return value
 
 
 def _conv(shape, a, cfg):
-    _need(shape, 3, "conv")
-    return nn.Conv2d(shape[0], a["out"], a.get("kernel", 3), a.get("stride", 1), a.get("padding", 0),
-                     a.get("bias", True))
+    return nn.Conv2d(shape[0], _size(a, "out"), _size(a, "kernel", 3), _size(a, "stride", 1),
+                     _size(a, "padding", 0, low=0), bool(a.get("bias", True)))
 
 
 def _linear(shape, a, cfg):
-    _need(shape, 1, "linear")
-    return nn.Linear(shape[0], a["out"], a.get("bias", True))
+    return nn.Linear(shape[0], _size(a, "out"), bool(a.get("bias", True)))
 
 
 def _pool(cls):
     def make(shape, a, cfg):
-        _need(shape, 3, cls.__name__)
-        return cls(a.get("kernel", 2), a.get("stride"), a.get("padding", 0))
+        stride = _size(a, "stride") if a.get("stride") is not None else None
+        return cls(_size(a, "kernel", 2), stride, _size(a, "padding", 0, low=0))
     return make
+
+
+def _dropout(shape, a, cfg):
+    p = a.get("p", cfg.dropout)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ConfigError(f"'p' must be a probability in [0, 1), got {p!r}")
+    return nn.Dropout(float(p))
 
 
 def _batchnorm(shape, a, cfg):
     return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
 
 
-LAYERS = {
-    "conv": (_conv, "out"),
-    "linear": (_linear, "out"),
-    "maxpool": (_pool(nn.MaxPool2d), "kernel"),
-    "avgpool": (_pool(nn.AvgPool2d), "kernel"),
-    "relu": (lambda shape, a, cfg: nn.ReLU(), None),
-    "flatten": (lambda shape, a, cfg: nn.Flatten(), None),
-    "dropout": (lambda shape, a, cfg: nn.Dropout(a.get("p", cfg.dropout)), "p"),
-    "batchnorm": (_batchnorm, None),
-}
+LAYERS.register("conv", LayerSpec(_conv, ("out", "kernel", "stride", "padding", "bias"), "out", 3))
+LAYERS.register("linear", LayerSpec(_linear, ("out", "bias"), "out", 1))
+LAYERS.register("maxpool", LayerSpec(_pool(nn.MaxPool2d), ("kernel", "stride", "padding"), "kernel", 3))
+LAYERS.register("avgpool", LayerSpec(_pool(nn.AvgPool2d), ("kernel", "stride", "padding"), "kernel", 3))
+LAYERS.register("relu", LayerSpec(lambda shape, a, cfg: nn.ReLU()))
+LAYERS.register("flatten", LayerSpec(lambda shape, a, cfg: nn.Flatten()))
+LAYERS.register("dropout", LayerSpec(_dropout, ("p",), "p"))
+LAYERS.register("batchnorm", LayerSpec(_batchnorm))
 
 
-def _need(shape, ndim, name):
-    if len(shape) != ndim:
-        hint = " (add 'flatten' before it)" if ndim == 1 else ""
-        raise ConfigError(f"model: layer '{name}' needs a {ndim}-d input per sample, but gets shape {shape}{hint}")
-
-
-def _parse(spec):
+def _parse(spec, position):
+    """``(name, args)`` of one model-file entry."""
+    where = f"model: layer {position}"
     if isinstance(spec, str):
-        return _known(spec), {}
-    if hasattr(spec, "items"):
-        items = list(spec.items())
-        if len(items) == 1:
-            name, args = items[0]
-            _known(name)
-            if args is None:
-                return name, {}
-            if hasattr(args, "items"):
-                return name, dict(args)
-            shorthand = LAYERS[name][1]
-            if shorthand:
-                return name, {shorthand: args}
-    raise ConfigError(f"model: cannot read layer entry {spec!r}; write a name (relu) or {{name: args}} "
+        LAYERS.lookup(spec)
+        return spec, {}
+    if hasattr(spec, "items") and len(spec) == 1:
+        (name, args), = spec.items()
+        layer = LAYERS.lookup(name)
+        if args is None:
+            return name, {}
+        if hasattr(args, "items"):
+            args = dict(args)
+            unknown = sorted(set(args) - set(layer.allowed))
+            if unknown:
+                raise ConfigError(f"{where} ({name}): unknown argument {', '.join(map(repr, unknown))}; "
+                                  f"{name} takes {', '.join(layer.allowed) or 'no arguments'}")
+            return name, args
+        if layer.shorthand and not isinstance(args, (list, str)):
+            return name, {layer.shorthand: args}
+    raise ConfigError(f"{where}: cannot read the entry {spec!r}; write a name (relu) or {{name: args}} "
                       f"(conv: {{out: 16, kernel: 5}})")
 
 
-def _known(name):
-    if name not in LAYERS:
-        raise ConfigError(f"model: unknown layer {name!r}; known layers: {', '.join(LAYERS)}")
-    return name
-
-
-def build(cfg, pool_first: bool = True) -> nn.Sequential:
-    """The Sequential that ``cfg.layers`` describes, checked against ``input_shape`` and ``num_classes``.
-
-    ``pool_first`` builds each ``relu, maxpool`` pair as ``maxpool, relu``: the two commute
-    (max is monotone, and both send no gradient where the window's max is <= 0), so the
-    network computes exactly the same values and gradients while ReLU touches a quarter of
-    the data. Only parameter-free layers move, so state_dict keys are unchanged.
-    """
+def build(cfg) -> nn.Sequential:
+    """The Sequential that ``cfg.layers`` describes, checked against ``input_shape`` and
+    ``num_classes``: every size is inferred by running a probe sample through the layers."""
     xp = backend.namespace("numpy")
     shape = tuple(cfg.input_shape)
     probe = xp.zeros((1, *shape), dtype=xp.float32)
     layers = []
-    for spec in cfg.layers:
-        name, args = _parse(spec)
+    for position, spec in enumerate(cfg.layers):
+        name, args = _parse(spec, position)
+        layer_spec = LAYERS[name]
+        if layer_spec.ndim is not None and len(shape) != layer_spec.ndim:
+            hint = " (add 'flatten' before it)" if layer_spec.ndim == 1 else ""
+            raise ConfigError(f"model: layer {position} ({name}) needs a {layer_spec.ndim}-d input per sample, "
+                              f"but gets shape {shape}{hint}")
         try:
-            layer = LAYERS[name][0](shape, args, cfg)
-        except KeyError as exc:
-            raise ConfigError(f"model: layer {name!r} needs the argument {exc}") from None
+            layer = layer_spec.make(shape, args, cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"model: layer {position} ({name}): {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model: layer {name!r} with {args}: {exc}") from None
+            raise ConfigError(f"model: layer {position} ({name}) with {args}: {exc}") from None
         layer.eval()
         try:
             probe = layer.forward(probe)
         except ValueError as exc:
-            raise ConfigError(f"model: layer {len(layers)} ({name}) does not fit input shape {shape}: {exc}") from None
+            raise ConfigError(f"model: layer {position} ({name}) does not fit input shape {shape}: {exc}") from None
         shape = tuple(probe.shape[1:])
         layers.append(layer)
-    if pool_first:
-        for i in range(len(layers) - 1):
-            if isinstance(layers[i], nn.ReLU) and isinstance(layers[i + 1], nn.MaxPool2d):
-                layers[i], layers[i + 1] = layers[i + 1], layers[i]
     if shape != (cfg.num_classes,):
         raise ConfigError(f"model: the last layer gives shape {shape} per sample; it must give "
                           f"({cfg.num_classes},), one score per class")

@@ -10,16 +10,36 @@ from __future__ import annotations
 import math
 
 from . import backend
+from .registry import Registry
+
+SCHEDULES = Registry("schedule")
+OPTIMIZERS = Registry("optimizer")
+
+
+def check_hyperparameters(lr: float, weight_decay: float = 0.0, momentum: float = 0.0) -> None:
+    """The rules every optimizer and the config share: a ValueError names the broken one."""
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if not (math.isfinite(momentum) and momentum >= 0):
+        raise ValueError(f"momentum must be a finite number >= 0, got {momentum!r}")
 
 
 # ------------------------------------------------------------------------------- schedules
+@SCHEDULES.register("constant")
 class Constant:
     """lr stays at the base value."""
+
+    @classmethod
+    def from_config(cls, cfg, total_steps):
+        return cls()
 
     def __call__(self, step: int, base_lr: float) -> float:
         return base_lr
 
 
+@SCHEDULES.register("step")
 class StepLR:
     """lr = base * gamma ** (step // step_size)."""
 
@@ -28,10 +48,15 @@ class StepLR:
             raise ValueError("step_size must be >= 1")
         self.step_size, self.gamma = step_size, gamma
 
+    @classmethod
+    def from_config(cls, cfg, total_steps):
+        return cls(cfg.step_size, cfg.gamma)
+
     def __call__(self, step, base_lr):
         return base_lr * self.gamma ** (step // self.step_size)
 
 
+@SCHEDULES.register("cosine")
 class Cosine:
     """Cosine decay from base to ``min_lr`` over ``total_steps``, after linear warm-up."""
 
@@ -40,6 +65,10 @@ class Cosine:
             raise ValueError("total_steps must be >= 1")
         self.total_steps, self.warmup_steps, self.min_lr = total_steps, warmup_steps, min_lr
 
+    @classmethod
+    def from_config(cls, cfg, total_steps):
+        return cls(total_steps, cfg.warmup_steps, cfg.min_lr)
+
     def __call__(self, step, base_lr):
         if step < self.warmup_steps:
             return base_lr * (step + 1) / self.warmup_steps
@@ -47,6 +76,7 @@ class Cosine:
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
 
+@SCHEDULES.register("onecycle")
 class OneCycle:
     """One-cycle: cosine rise from base/div_factor to base over ``pct_start`` of the steps,
     then cosine fall to base/(div_factor*final_div_factor), as ``torch.optim.lr_scheduler.OneCycleLR``."""
@@ -57,6 +87,10 @@ class OneCycle:
             raise ValueError("total_steps must be >= 2")
         self.total_steps, self.pct_start = total_steps, pct_start
         self.div_factor, self.final_div_factor = div_factor, final_div_factor
+
+    @classmethod
+    def from_config(cls, cfg, total_steps):
+        return cls(max(2, total_steps), cfg.pct_start, cfg.div_factor, cfg.final_div_factor)
 
     def __call__(self, step, base_lr):
         start = base_lr / self.div_factor
@@ -77,10 +111,7 @@ class Optimizer:
     defaults: dict = {}
 
     def __init__(self, model, lr: float, weight_decay: float = 0.0, schedule=None):
-        if lr < 0:
-            raise ValueError(f"learning rate must be >= 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        check_hyperparameters(lr, weight_decay)
         self.model = model
         self.base_lr, self.weight_decay = lr, weight_decay
         self.schedule = schedule or Constant()
@@ -127,13 +158,13 @@ class Optimizer:
                 xp, arr, dtype=params[key].dtype, device=self.model.device)
 
 
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """SGD with optional (Nesterov) momentum; the first momentum buffer is the gradient."""
 
     def __init__(self, model, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
         super().__init__(model, lr, weight_decay, schedule)
-        if momentum < 0:
-            raise ValueError(f"momentum must be >= 0, got {momentum}")
+        check_hyperparameters(lr, weight_decay, momentum)
         if nesterov and momentum <= 0:
             raise ValueError("nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
@@ -146,6 +177,7 @@ class SGD(Optimizer):
         return p - lr * g
 
 
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
     def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, schedule=None):
         super().__init__(model, lr, weight_decay, schedule)
@@ -164,6 +196,7 @@ class Adam(Optimizer):
         return p - (lr / (1 - b1 ** t)) * (m / denom)
 
 
+@OPTIMIZERS.register("adagrad")
 class Adagrad(Optimizer):
     def __init__(self, model, lr=1e-2, eps=1e-10, weight_decay=0.0, schedule=None):
         super().__init__(model, lr, weight_decay, schedule)
@@ -177,6 +210,7 @@ class Adagrad(Optimizer):
         return p - lr * (g / (xp.sqrt(s) + self.eps))
 
 
+@OPTIMIZERS.register("rmsprop")
 class RMSprop(Optimizer):
     """RMSprop; eps is added outside the square root, as in PyTorch."""
 
@@ -197,4 +231,19 @@ class RMSprop(Optimizer):
         return p - lr * step
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": SGD, "adam": Adam, "adagrad": Adagrad, "rmsprop": RMSprop}
+OPTIMIZERS.register("momentum", SGD)  # SGD whose config preset has momentum 0.9
+
+
+def build_schedule(cfg, total_steps: int):
+    """The schedule that ``cfg.name`` names, from a schedule config (``optimizer.schedule``)
+    and the run's length."""
+    return SCHEDULES.lookup(cfg.name).from_config(cfg, total_steps)
+
+
+def build(cfg, model, total_steps: int):
+    """The optimizer that ``cfg.name`` names, for ``model``, with its schedule. Every field of
+    the optimizer's config but ``name`` and ``schedule`` is a keyword of its class."""
+    kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "schedule")}
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return OPTIMIZERS.lookup(cfg.name)(model, schedule=build_schedule(cfg.schedule, total_steps), **kwargs)

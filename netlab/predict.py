@@ -8,15 +8,15 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from . import backend
+from . import backend, losses
 from .app import user_errors
 from .checkpoint import load_model
-from .data.files import DATASETS
+from .data import DATASETS, normalize
 from .data.io import load_digit
 from .errors import ConfigError
 
 
-
+@user_errors
 def predict(cfg: DictConfig) -> dict:
     if not cfg.checkpoint or not cfg.image:
         raise ConfigError("give a model and an image: checkpoint=PATH image=FILE.png")
@@ -27,10 +27,8 @@ def predict(cfg: DictConfig) -> dict:
         raise ConfigError(f"predict handles models of square grayscale images; this one takes "
                           f"{channels}x{height}x{width}")
     digit = load_digit(cfg.image, size=height)
-    x = (backend.from_numpy(xp, digit[None, None, :, :]) - mean) * (1.0 / std)
-    logits = model.forward(x)
-    shifted = logits - xp.max(logits, axis=1, keepdims=True)
-    probs = backend.to_numpy(xp.exp(shifted) / xp.sum(xp.exp(shifted), axis=1, keepdims=True))[0]
+    x = normalize(backend.from_numpy(xp, digit[None, None, :, :]), mean, std)
+    probs = backend.to_numpy(losses.softmax(model.forward(x)))[0]
     classes = DATASETS[run_cfg.data.name].classes
     order = probs.argsort()[::-1][: cfg.top]
     result = {"image": str(cfg.image), "class": classes[int(order[0])],
@@ -46,7 +44,7 @@ def predict(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    user_errors(predict)(cfg)
+    predict(cfg)
 
 
 if __name__ == "__main__":

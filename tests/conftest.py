@@ -1,13 +1,26 @@
-"""Shared fixtures: the ``xp`` namespace fixture over every backend this machine has."""
+"""Shared fixtures: the ``xp`` namespace over every backend this machine has, a per-test
+seeded generator, the small-data training config, and a command-line runner."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from netlab import backend
+from netlab.config import compose, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "data" / "mnist-small"  # the first 600 training and 200 test digits of MNIST
+# A training run on the fixture that takes a second or two.
+SMALL = (f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.batch_size=32",
+         "train.eval_every=5", "train.checkpoint_every=5", "train.eval_batch_size=100", "train.progress=false")
 
 
 def _gpu_available() -> bool:
@@ -36,11 +49,22 @@ def xp(request):
     return backend.namespace(request.param)
 
 
-def pytest_collection_modifyitems(config, items):
-    # Every test that runs on the cupy backend is a GPU test, so `-m gpu` selects all of them.
-    for item in items:
-        if "[cupy" in item.nodeid or "-cupy" in item.nodeid:
-            item.add_marker(pytest.mark.gpu)
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from the test's id: inputs do not depend on which tests ran before."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def small_config(*overrides):
+    """The validated config of a small training run on the fixture, plus ``overrides``."""
+    return validate(compose(*SMALL, *overrides))
+
+
+def cli(*args, cwd, timeout=300):
+    """Run ``python -m ARGS`` (a netlab command) as a user would; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def as_xp(xp, a, dtype=None):

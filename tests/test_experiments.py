@@ -14,8 +14,9 @@ from hydra import compose, initialize_config_dir
 
 from netlab.config import validate
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "data" / "mnist-small"
+from conftest import FIXTURE, ROOT, SMALL, cli
+
+
 def installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -29,6 +30,14 @@ EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml
 def composed(*overrides):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_a_study_preset_runs_as_a_sweep_without_dash_m(tmp_path):
+    done = cli("netlab.train", "experiment=study_dropout", *SMALL, "train.max_steps=2", "train.eval_every=2",
+               f"hydra.sweep.dir={tmp_path / 'study'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = sorted(p.parent.name for p in (tmp_path / "study").rglob("results.json"))
+    assert len(runs) == 2 and "model.dropout=0.0" in runs[0] and "model.dropout=0.5" in runs[1]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 
 @dataclass
 class Augment:
-    """Strengths and probabilities of the report's four augmentations."""
+    """Strengths and probabilities of the report's four augmentations; the defaults are the
+    default recipe's (rotation and translation; blotches and noise off, see study_augment)."""
 
     rotate_p: float = 0.5
-    degrees: float = 12.0       # angle drawn uniformly from [-degrees, degrees]
+    degrees: float = 10.0       # angle drawn uniformly from [-degrees, degrees]
     translate_p: float = 0.5
     pixels: float = 2.0         # shift drawn uniformly from [-pixels, pixels] on each axis
-    blotch_p: float = 0.2
+    blotch_p: float = 0.0
     blotch_min: int = 3         # side of the erased rectangle, in pixels
     blotch_max: int = 7
-    noise_p: float = 0.2
+    noise_p: float = 0.0
     noise_std: float = 0.1
 
     def __post_init__(self):

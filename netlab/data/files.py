@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import DataError, parse, read_bytes
+from ..errors import DataError
+from ..registry import Registry
+from .idx import parse, read_bytes
 
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -28,8 +30,9 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = ()
 
 
-DATASETS = {
-    "mnist": DatasetSpec(
+DATASETS = Registry("dataset")
+for _spec in (
+    DatasetSpec(
         "mnist",
         ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
         {
@@ -40,7 +43,7 @@ DATASETS = {
         },
         tuple(str(d) for d in range(10)),
     ),
-    "fashion_mnist": DatasetSpec(
+    DatasetSpec(
         "fashion_mnist",
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         # Contents of Debian's dataset-fashion-mnist (zalando's repository at 55506a9, recompressed).
@@ -53,7 +56,8 @@ DATASETS = {
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         ("/usr/share/datasets/fashion-mnist",),
     ),
-}
+):
+    DATASETS.register(_spec.name, _spec)
 
 
 def default_root(dataset: str) -> Path:

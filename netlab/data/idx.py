@@ -13,13 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NetlabError
+from ..errors import DataError
 
 _TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataError(NetlabError, ValueError):
-    """A data file is missing, corrupt, or does not match what was expected."""
 
 
 def read_bytes(path: Path) -> bytes:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .idx import DataError
+from ..errors import DataError
 
 
 def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:

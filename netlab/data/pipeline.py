@@ -9,7 +9,12 @@ from pathlib import Path
 from .. import backend
 from .augment import Augment
 from .files import DATASETS, load_split, locate
-from .idx import DataError
+from ..errors import DataError
+
+
+def normalize(x, mean: float, std: float):
+    """``(x - mean) / std``: the one normalisation that training, evaluation and prediction share."""
+    return (x - mean) * (1.0 / std)
 
 
 @dataclass
@@ -33,11 +38,9 @@ def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, se
          download: bool = True, verify: bool = True, device=None, limit: int | None = None) -> Splits:
     """Read ``dataset``, shuffle its training file with ``seed`` and hold out ``val_fraction``
     of the original images for validation. ``limit`` keeps only the first images of each file."""
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    spec = DATASETS[dataset]
+    spec = DATASETS.lookup(dataset)
     folder = locate(spec, Path(root) if root else None, download)
     train_images, train_labels = load_split(spec, folder, "train", verify)
     test_images, test_labels = load_split(spec, folder, "test", verify)
@@ -102,7 +105,7 @@ class Loader:
         self.xp, self.x, self.y = xp, x, y
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.rng = backend.Generator(seed)
-        self.mean, self.inv_std = mean, 1.0 / std
+        self.mean, self.std = mean, std
         self.transform = transform
 
     def __len__(self) -> int:
@@ -123,7 +126,7 @@ class Loader:
                 xb, yb = xp.take(self.x, idx, axis=0), xp.take(self.y, idx, axis=0)
             if self.transform is not None:
                 xb = self.transform(xb)
-            yield (xb - self.mean) * self.inv_std, yb
+            yield normalize(xb, self.mean, self.std), yb
 
     def __iter__(self):
         return self.batches()

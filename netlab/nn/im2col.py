@@ -40,23 +40,18 @@ def pad(xp, x, ph: int, pw: int, value: float = 0.0):
     return out
 
 
-def im2col(xp, x, kh, kw, sh, sw, out_h, out_w, buffer=None):
+def im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=None):
     """Padded x: (C, H, W, N) -> cols: (C*kh*kw, out_h*out_w*N), rows ordered (c, i, j).
 
-    ``buffer``, a (C, kh, kw, out_h, out_w, N) array from an earlier call, is written into
-    instead of a new one when its shape and dtype fit (see :func:`cols_buffer`).
+    ``out``, an uninitialised (C, kh, kw, out_h, out_w, N) array, is filled instead of a new
+    one (see :class:`netlab.backend.Scratch`).
     """
     c, _, _, n = x.shape
-    cols = buffer if fits(buffer, (c, kh, kw, out_h, out_w, n), x.dtype) else \
-        xp.empty((c, kh, kw, out_h, out_w, n), dtype=x.dtype, device=x.device)
+    cols = xp.empty((c, kh, kw, out_h, out_w, n), dtype=x.dtype, device=x.device) if out is None else out
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j, ...] = x[window(i, j, sh, sw, out_h, out_w)]
-    return xp.reshape(cols, (c * kh * kw, out_h * out_w * n)), cols
-
-
-def fits(buffer, shape, dtype) -> bool:
-    return buffer is not None and tuple(buffer.shape) == tuple(shape) and buffer.dtype == dtype
+    return xp.reshape(cols, (c * kh * kw, out_h * out_w * n))
 
 
 def col2im(xp, cols, padded_shape, kh, kw, sh, sw, out_h, out_w):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from .im2col import col2im, conv_outsize, fits, im2col, pad, pair, window
+from .im2col import col2im, conv_outsize, im2col, pad, pair, window
 from .init import kaiming_uniform
 from .module import Module
 
@@ -58,11 +58,7 @@ class Conv2d(Module):
         self.params["weight"] = kaiming_uniform((out_channels, in_channels, kh, kw), fan_in, rng)
         if bias:
             self.params["bias"] = kaiming_uniform((out_channels,), fan_in, rng)
-        self._cols_buffer = self._dcols_buffer = None
-
-    def to(self, xp, dtype=None, device=None):
-        self._cols_buffer = self._dcols_buffer = None  # they belong to the old namespace
-        return super().to(xp, dtype, device)
+        self.scratch = backend.Scratch()  # column matrices reused from step to step
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -75,9 +71,8 @@ class Conv2d(Module):
         self.out_hw = out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
         x = pad(xp, xp.permute_dims(x, _CHWN), ph, pw)
         self.padded_shape = x.shape
-        # The column matrices are reused from step to step: at batch 256 they are 80 MB, past
-        # glibc's 32 MB mmap limit, so fresh ones page-fault on every step (benchmarks/NOTES.md).
-        self.cols, self._cols_buffer = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, self._cols_buffer)
+        buffer = self.scratch.empty(xp, "cols", (c, kh, kw, out_h, out_w, n), x.dtype, x.device)
+        self.cols = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=buffer)
         y = xp.reshape(self.params["weight"], (self.out_channels, c * kh * kw)) @ self.cols
         if "bias" in self.params:
             y = y + self.params["bias"][:, None]
@@ -93,8 +88,8 @@ class Conv2d(Module):
         if not input_grad:
             return None
         w2t = xp.matrix_transpose(xp.reshape(weight, (self.out_channels, -1)))
-        buffer = self._dcols_buffer if fits(self._dcols_buffer, self.cols.shape, dy2.dtype) else None
-        dcols = self._dcols_buffer = backend.matmul_into(xp, w2t, dy2, buffer)
+        dcols = backend.matmul_into(xp, w2t, dy2, self.scratch.empty(xp, "dcols", self.cols.shape, dy2.dtype,
+                                                                     dy2.device))
         dx = col2im(xp, dcols, self.padded_shape, *self.kernel_size, *self.stride, *self.out_hw)
         (ph, pw), (_, h, w, _) = self.padding, self.padded_shape
         return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], _NCHW)

@@ -93,12 +93,36 @@ def _check_keys(expected, got) -> None:
         raise KeyError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
 
 
-class Sequential(Module):
-    """Layers applied in order; indexing, ``len()`` and iteration as ``torch.nn.Sequential``."""
+def execution_order(layers, pool_before_relu: bool = True) -> list[int]:
+    """The order in which :class:`Sequential` runs ``layers``: as given, except that each
+    ``ReLU, MaxPool2d`` pair runs as ``MaxPool2d, ReLU`` when ``pool_before_relu``.
 
-    def __init__(self, *layers: Module):
+    The two commute exactly (max is monotone, and neither sends gradient where the window's
+    maximum is <= 0), so values and gradients are bit-identical while ReLU touches a quarter
+    of the data. Only parameter-free layers move; the model, its printout and its
+    ``state_dict`` keep the order of the model file.
+    """
+    from .layers import MaxPool2d, ReLU  # layers import this module
+
+    order = list(range(len(layers)))
+    if pool_before_relu:
+        for i in range(len(layers) - 1):
+            if type(layers[order[i]]) is ReLU and type(layers[order[i + 1]]) is MaxPool2d:
+                order[i], order[i + 1] = order[i + 1], order[i]
+    return order
+
+
+class Sequential(Module):
+    """Layers applied in order; indexing, ``len()`` and iteration as ``torch.nn.Sequential``.
+
+    ``pool_before_relu`` is an execution detail (see :func:`execution_order`); False is the
+    plain twin that the tests compare it with.
+    """
+
+    def __init__(self, *layers: Module, pool_before_relu: bool = True):
         super().__init__()
         self.layers = list(layers)
+        self.pool_before_relu = pool_before_relu
 
     def __len__(self):
         return len(self.layers)
@@ -114,15 +138,17 @@ class Sequential(Module):
         return f"Sequential({body}\n)"
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        self._order = execution_order(self.layers, self.pool_before_relu)
+        for i in self._order:
+            x = self.layers[i].forward(x)
         return x
 
     def backward(self, dy, input_grad: bool = True):
         """Fill every layer's grads; ``input_grad=False`` skips dL/dx of the first layer
-        (training needs no gradient with respect to the images)."""
-        for i in range(len(self.layers) - 1, -1, -1):
-            dy = self.layers[i].backward(dy, input_grad=input_grad or i > 0)
+        run (training needs no gradient with respect to the images)."""
+        order = self._order
+        for k in range(len(order) - 1, -1, -1):
+            dy = self.layers[order[k]].backward(dy, input_grad=input_grad or k > 0)
         return dy
 
     def train(self, mode: bool = True):

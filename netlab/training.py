@@ -1,0 +1,255 @@
+"""The training loop: a model, its optimizer and its data, stepped, evaluated and checkpointed.
+
+:class:`Trainer` is what ``python -m netlab.train`` runs (and ``netlab.bench``'s e2e mode).
+Every ``train.eval_every`` steps and at each epoch's end the train/val/test loss and accuracy
+are logged and appended to ``metrics.csv``; ``checkpoints/last.npz`` is written every
+``train.checkpoint_every`` steps and ``checkpoints/best.npz`` whenever validation accuracy
+improves. A run resumed from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import backend, checkpoint, data, losses, metrics, models, nn, optim, plots
+from .config import Config
+from .errors import CheckpointError, DivergedError, NetlabError
+from .outputs import write_json
+
+log = logging.getLogger("netlab.train")
+
+
+@dataclass
+class Counters:
+    """Where the loop is; saved in every checkpoint (checkpoint.COUNTERS)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0             # batches done in this epoch
+    best_step: int = 0
+    evals_since_best: int = 0
+    images: int = 0
+
+
+class Trainer:
+    """One training run: data, model and optimizer from ``cfg``; outputs into ``out``."""
+
+    def __init__(self, cfg: Config, out: Path, config_yaml: str = ""):
+        self.cfg, self.out, self.config_yaml = cfg, Path(out), config_yaml
+        self.xp = xp = backend.namespace(cfg.backend.name)
+        if cfg.backend.threads:
+            backend.set_threads(cfg.backend.threads)
+        self.device = backend.device_name(xp)
+        nn.manual_seed(cfg.seed)
+        self.model = models.build(cfg.model).to(xp)  # before the data: a bad model file fails fast
+        dc = cfg.data
+        self.splits = data.load(xp, dc.name, dc.root, val_fraction=dc.val_fraction, seed=cfg.seed,
+                                download=dc.download, verify=dc.verify, limit=dc.limit)
+        self.mean, self.std = (self.splits.mean, self.splits.std) if dc.normalize else (0.0, 1.0)
+        root = backend.Generator(cfg.seed)
+        self.rngs = {"dropout": root.spawn(2), "augment": root.spawn(3)}
+        self.model.set_rng(self.rngs["dropout"])
+        self.loader = self._loader()
+        self.steps_per_epoch = len(self.loader)
+        total = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.opt = optim.build(cfg.optimizer, self.model, self.total_steps)
+        self.at = Counters()
+        self.best_val, self.train_time, self.elapsed_before = -1.0, 0.0, 0.0
+        self.running = metrics.Running(xp)
+        self.log = metrics.MetricsLog()
+        self._started = None
+
+    def _loader(self) -> data.Loader:
+        cfg, xp = self.cfg, self.xp
+        x, y, transform, ac = self.splits.train_x, self.splits.train_y, None, cfg.data.augment
+        if ac.enabled:
+            augment, rng = ac.transform(), self.rngs["augment"]
+            if ac.mode == "offline":
+                x, y = data.augment_offline(xp, x, y, augment, ac.copies, rng)
+            else:
+                def transform(xb):
+                    return augment(xp, xb, rng)
+        return data.Loader(xp, x, y, cfg.train.batch_size, shuffle=cfg.data.shuffle, seed=cfg.seed,
+                           mean=self.mean, std=self.std, transform=transform)
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state(self) -> checkpoint.Checkpoint:
+        return checkpoint.Checkpoint(
+            model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            rngs={name: rng.state_dict() for name, rng in self.rngs.items()},
+            counters=asdict(self.at), running=self.running.state_dict(), metrics=self.log.columns(),
+            best_val=self.best_val, train_time_s=self.train_time, elapsed_s=self.elapsed(),
+            mean=self.mean, std=self.std, config=self.config_yaml)
+
+    def load(self, path) -> None:
+        """Continue from the checkpoint at ``path`` (a run directory or a .npz file)."""
+        path = checkpoint.resolve(path)
+        ck = checkpoint.read(path)
+        try:
+            self.model.load_state_dict(ck.model)
+            self.opt.load_state_dict(ck.optimizer)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"cannot resume from {path}: it was saved from a different model ({exc}); "
+                                  f"use the same model settings as the run that wrote it") from None
+        for name, rng in self.rngs.items():
+            rng.load_state_dict(ck.rngs[name])
+        self.at = Counters(**ck.counters)
+        self.running.load_state_dict(ck.running)
+        self.best_val, self.train_time, self.elapsed_before = ck.best_val, ck.train_time_s, ck.elapsed_s
+        self.log = metrics.MetricsLog.from_columns(ck.metrics)
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.at.step, self.at.epoch, self.at.batch)
+
+    def save(self, name: str) -> Path:
+        return checkpoint.write(self.out / "checkpoints" / f"{name}.npz", self.state())
+
+    def elapsed(self) -> float:
+        """Wall time of the run so far, across resumes."""
+        return self.elapsed_before + (time.perf_counter() - self._started if self._started else 0.0)
+
+    # ---------------------------------------------------------------------------------- the loop
+    def fit(self) -> dict:
+        """Train to the end (or early stop) and return the results (also in ``results.json``)."""
+        cfg = self.cfg
+        self._started = time.perf_counter()
+        self.log.open(self.out / "metrics.csv")
+        log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch)", cfg.model.name,
+                 cfg.backend.name, self.device, f"{self.model.num_parameters():,}", self.total_steps,
+                 cfg.train.batch_size, self.steps_per_epoch)
+        bar = _progress(cfg.train.progress, self.total_steps, self.at.step)
+        self.model.train()
+        try:
+            with warnings.catch_warnings():
+                # Overflow shows up as a NaN loss, which _diverged() explains; the libraries'
+                # own warnings about it would only clutter that message.
+                warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
+                self._loop(bar)
+        finally:
+            bar.close()
+            self.log.close()
+        return self.finish()
+
+    def _loop(self, bar) -> None:
+        tc, at, model, opt = self.cfg.train, self.at, self.model, self.opt
+        stop = at.step >= self.total_steps
+        while not stop:
+            if at.batch >= self.steps_per_epoch:
+                at.epoch, at.batch = at.epoch + 1, 0
+            tick = time.perf_counter()
+            for xb, yb in self.loader.batches(at.epoch, start=at.batch):
+                logits = model.forward(xb)
+                loss, dlogits = losses.softmax_cross_entropy(logits, yb)
+                model.backward(dlogits, input_grad=False)
+                opt.step()
+                self.running.add(loss, logits, yb)
+                at.step, at.batch, at.images = at.step + 1, at.batch + 1, at.images + yb.shape[0]
+                bar.update(1)
+                last = at.step >= self.total_steps
+                evaluate = at.step % tc.eval_every == 0 or at.batch == self.steps_per_epoch or last
+                save = at.step % tc.checkpoint_every == 0 or last
+                if evaluate or save:  # neither counts as training time
+                    backend.synchronize(self.xp)
+                    self.train_time += time.perf_counter() - tick
+                    if evaluate:
+                        stop = self.evaluate(bar) or last
+                    if save:
+                        self._check_finite(self.running.total_loss())
+                        self.save("last")
+                    tick = time.perf_counter()
+                if stop:
+                    break
+
+    def _check_finite(self, value: float | None) -> None:
+        if value is not None and not math.isfinite(value):
+            kept = self.out / "checkpoints" / "last.npz"
+            where = (f"The last good checkpoint is kept at {kept}; resume from it with train.resume={kept} "
+                     f"and a lower lr." if kept.exists() else "No checkpoint had been written yet.")
+            raise DivergedError(f"training diverged: the training loss became {value} by step {self.at.step} "
+                                f"(epoch {self.at.step / self.steps_per_epoch:.2f}, lr {self.opt.lr:.3g}). Lower "
+                                f"optimizer.lr (for example to {self.cfg.optimizer.lr / 10:g}) or add a "
+                                f"schedule with warm-up. {where}")
+
+    def evaluate(self, bar) -> bool:
+        """Log train/val/test metrics at this step; returns True when early stopping says stop."""
+        s, tc, at = self.splits, self.cfg.train, self.at
+        train = self.running.result()
+        self._check_finite(train.loss)
+        self.running.reset()
+        results = {"train": train}
+        for split, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
+            results[split] = metrics.evaluate(self.model, x, y, tc.eval_batch_size, self.mean, self.std)
+        epoch, lr = at.step / self.steps_per_epoch, self.opt.lr
+        self.log.add(at.step, epoch, results, lr, self.elapsed())
+        reg = float(backend.to_numpy(losses.l2_penalty(self.model, self.cfg.optimizer.weight_decay)))
+        ips = at.images / self.train_time if self.train_time else 0.0
+        line = (f"step {at.step:6d} epoch {epoch:5.2f} | " + " | ".join(
+            f"{k} loss {results[k].loss:.4f} acc {100 * results[k].accuracy:6.2f}%" for k in metrics.SPLITS)
+            + f" | reg loss {reg:.4f} | lr {lr:.2e} | {ips:,.0f} img/s")
+        bar.set_postfix_str(f"loss {train.loss:.3f} val {100 * results['val'].accuracy:.2f}%", refresh=False)
+        if bar.interactive:
+            bar.write(line)
+        log.info(line)
+        if results["val"].accuracy > self.best_val:
+            self.best_val, at.best_step, at.evals_since_best = results["val"].accuracy, at.step, 0
+            self.save("best")
+        else:
+            at.evals_since_best += 1
+        if tc.patience and at.evals_since_best >= tc.patience:
+            log.info("early stopping: no better validation accuracy in %d evaluations (best %.2f%% at step %d)",
+                     tc.patience, 100 * self.best_val, at.best_step)
+            return True
+        return False
+
+    def finish(self) -> dict:
+        cfg, at = self.cfg, self.at
+        last = self.log.at(at.step)
+        if not last:
+            raise NetlabError(f"nothing to train: the run already reached step {at.step}")
+        results = {
+            **{f"{split}_{k}": last[split][k] for split in ("test", "val", "train") for k in ("accuracy", "loss")},
+            "best_val_accuracy": self.best_val, "best_step": at.best_step,
+            "train_time_s": round(self.train_time, 3), "elapsed_s": round(self.elapsed(), 3),
+            "images_per_s": round(at.images / self.train_time, 1) if self.train_time else None,
+            "backend": cfg.backend.name, "device": self.device, "model": cfg.model.name,
+            "parameters": self.model.num_parameters(), "optimizer": cfg.optimizer.name,
+            "epochs": round(at.step / self.steps_per_epoch, 4), "steps": at.step,
+            "batch_size": cfg.train.batch_size, "seed": cfg.seed, "dataset": cfg.data.name,
+        }
+        write_json(self.out / "results.json", results)
+        plots.curves(self.log.rows, self.out / "curves.png",
+                     f"{cfg.model.name} on {cfg.data.name}: test accuracy {100 * results['test_accuracy']:.2f}%")
+        log.info("done: test accuracy %.2f%%, val accuracy %.2f%%, %.1f s of training (%s img/s); outputs in %s",
+                 100 * results["test_accuracy"], 100 * results["val_accuracy"], self.train_time,
+                 f"{results['images_per_s']:,.0f}" if results["images_per_s"] else "-", self.out)
+        return results
+
+
+class _Quiet:
+    """The progress bar's stand-in off a terminal."""
+
+    interactive = False
+
+    def update(self, n):
+        pass
+
+    def set_postfix_str(self, *a, **k):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    if not (enabled and sys.stderr.isatty()):
+        return _Quiet()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+    bar.interactive = True
+    return bar

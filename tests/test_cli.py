@@ -1,0 +1,145 @@
+"""The commands as a user runs them: exit codes, one-paragraph errors, evaluate and predict,
+and a real kill -9 in the middle of training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from netlab import checkpoint
+from netlab.data.files import DATASETS, load_split
+from netlab.data.io import load_digit
+from conftest import FIXTURE, ROOT, SMALL, cli
+
+
+@pytest.mark.parametrize("args,status,message", [
+    (["backend=tpu"], 1, "Could not find 'backend/tpu'"),                   # Hydra's own config errors: 1
+    (["optimizer.lr=fast"], 1, "optimizer.lr"),
+    (["optimizer.lr=-1"], 2, "optimizer.lr must be a finite number > 0"),   # netlab's: 2
+    ([f"data.root={FIXTURE}", "data.download=false"], 2, "SHA-256 mismatch"),
+    (["data.root=/nonexistent/folder", "data.download=false"], 2, "not found in /nonexistent/folder"),
+    (["model.layers=[flatten,{lineer:10}]"], 2, "unknown layer 'lineer'"),
+    ([*SMALL, "train.resume=/nonexistent/run"], 2, "checkpoint /nonexistent/run not found"),
+])
+def test_cli_errors_are_one_paragraph_with_the_documented_status(tmp_path, args, status, message):
+    done = cli("netlab.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == status, done.stderr
+    assert message in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    if status == 2:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("netlab: error:")]
+        assert len(errors) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_cli_cupy_missing_names_the_fix(tmp_path):
+    done = cli("netlab.train", "backend=cupy", *SMALL, cwd=tmp_path)
+    assert done.returncode == 2 and "netlab[cuda12]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = cli("netlab.train", "optimizer.lr=-1", "debug=true", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained for 3 epochs on the fixture through the command line."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    done = cli("netlab.train", *SMALL, "train.epochs=3", f"hydra.run.dir={out}", cwd=out.parent)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_evaluate_reports_what_training_measured(trained, tmp_path):
+    done = cli("netlab.evaluate", f"checkpoint={trained}", f"data.root={FIXTURE}",
+               f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    expected = json.loads((trained / "results.json").read_text())
+    assert result["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+    assert result["test_loss"] == pytest.approx(expected["test_loss"])
+    matrix = np.array(result["confusion_matrix"])
+    _, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    assert matrix.sum() == 200 and np.array_equal(matrix.sum(axis=1), np.bincount(labels, minlength=10))
+    assert np.trace(matrix) == round(200 * expected["test_accuracy"])
+    per_class = [matrix[i, i] / matrix[i].sum() for i in range(10)]
+    assert list(result["per_class_accuracy"].values()) == pytest.approx(per_class)
+    assert (tmp_path / "eval" / "confusion.png").exists() and "confusion matrix" in done.stdout
+
+
+def drawn(image: np.ndarray, dark_on_light: bool) -> Image.Image:
+    """An MNIST digit as a user would draw it: large, off-centre, either polarity."""
+    background = 255 if dark_on_light else 0
+    ink = 255 - image if dark_on_light else image
+    paper = Image.new("L", (300, 220), background)
+    paper.paste(Image.fromarray(ink).resize((168, 168), Image.Resampling.BICUBIC), (100, 20))
+    return paper
+
+
+@pytest.mark.parametrize("dark_on_light", [True, False])
+def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
+    images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    drawn(images[0], dark_on_light).save(tmp_path / "digit.png")
+    done = cli("netlab.predict", f"checkpoint={trained}", f"image={tmp_path / 'digit.png'}", "json=true", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["class"] == str(labels[0]) and sum(answer["probabilities"].values()) <= 1.0 + 1e-6
+    assert not (tmp_path / "outputs").exists()  # predict leaves no run directory behind
+
+
+@pytest.mark.parametrize("dark_on_light", [True, False])
+def test_user_digit_is_prepared_like_mnist(tmp_path, dark_on_light):
+    images, _ = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    original = images[1].astype(np.float64) / 255
+    drawn(images[1], dark_on_light).save(tmp_path / "d.png")
+    prepared = load_digit(tmp_path / "d.png")
+    assert prepared.shape == (28, 28) and prepared.max() == pytest.approx(1.0, abs=0.02)
+    assert prepared[0].max() == 0 and prepared[:, 0].max() == 0  # light digit on black, with a margin
+    assert np.corrcoef(prepared.ravel(), original.ravel())[0, 1] > 0.8
+
+
+def test_blank_image_is_refused(tmp_path):
+    Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
+    with pytest.raises(Exception, match="no digit found"):
+        load_digit(tmp_path / "blank.png")
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """A real SIGKILL at a random moment: the atomic checkpoint survives and resuming ends identical."""
+    args = [*SMALL, "train.max_steps=60", "train.checkpoint_every=3", "model.dropout=0.2", "data.augment.enabled=true"]
+    env_cmd = [sys.executable, "-m", "netlab.train", *args]
+
+    def run(out, *extra, wait=True):
+        cmd = [*env_cmd, *extra, f"hydra.run.dir={out}"]
+        env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300) if wait else \
+            subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    assert run(tmp_path / "straight").returncode == 0
+    proc = run(tmp_path / "killed", wait=False)
+    last = tmp_path / "killed" / "checkpoints" / "last.npz"
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.3))  # anywhere: mid-step, mid-evaluation, mid-checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = checkpoint.read(last).counters["step"]
+    assert step < 60, "the run finished before it was killed; nothing was tested"
+    done = run(tmp_path / "resumed", f"train.resume={tmp_path / 'killed'}")
+    assert done.returncode == 0, done.stderr
+    a, b = checkpoint.read(tmp_path / "straight"), checkpoint.read(tmp_path / "resumed")
+    for part in ("model", "optimizer"):
+        for k, v in getattr(a, part).items():
+            np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=k)
