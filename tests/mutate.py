@@ -13,7 +13,9 @@ is replaced by ``new`` -- a plausible bug, described in ``what``. For every sele
 runner copies the working tree (tracked files plus untracked files git does not ignore, as
 they are on disk now) into a temporary directory, applies the replacement there only, and runs
 ``python -m pytest -x -q -p no:cacheprovider -m "not slow" <tests>`` in that copy with
-``PYTHONPATH`` set to it. The working tree itself is never written to.
+``PYTHONPATH`` set to it. The working tree itself is never written to. An entry may name the
+test files that mirror its module (``first``): they run first, and when they already fail the
+mutant is caught by the default suite too (which includes them), so the rest is skipped.
 
 Outcomes, one line per mutation and a summary line:
   CAUGHT    pytest exited 1: some test failed, as it should.
@@ -49,6 +51,7 @@ class Mutation(NamedTuple):
     old: str
     new: str
     what: str
+    first: tuple[str, ...] = ()  # test files to run before the whole suite (the module's mirror)
 
 
 MUTATIONS: list[Mutation] = [
@@ -79,6 +82,157 @@ MUTATIONS: list[Mutation] = [
              "peak = float(self.pct_start * self.total_steps) - 1",
              "peak = float(self.pct_start * self.total_steps)",
              "OneCycle peak one step late (pct_start*total, not -1)"),
+    Mutation("sgd-first-buffer-scaled", "netlab/optim.py",
+             'buf = g if "momentum_buffer" not in state else self.momentum * state["momentum_buffer"] + g',
+             'buf = (1 - self.momentum) * g if "momentum_buffer" not in state '
+             'else self.momentum * state["momentum_buffer"] + g',
+             "SGD's first momentum buffer is not the gradient"),
+    Mutation("adagrad-eps-inside-sqrt", "netlab/optim.py",
+             "p - lr * (g / (xp.sqrt(s) + self.eps))", "p - lr * (g / xp.sqrt(s + self.eps))",
+             "Adagrad adds eps inside the square root"),
+    Mutation("steplr-early", "netlab/optim.py",
+             "base_lr * self.gamma ** (step // self.step_size)", "base_lr * self.gamma ** ((step + 1) // self.step_size)",
+             "StepLR decays one step early"),
+    Mutation("lr-of-next-step", "netlab/optim.py",
+             "        lr = self.lr\n        self.steps += 1\n", "        self.steps += 1\n        lr = self.lr\n",
+             "the optimizer uses the next step's lr"),
+    # ------------------------------------------------------------ resume: netlab/training.py
+    Mutation("resume-from-step-0", "netlab/training.py",
+             "self.at = Counters(**ck.counters)", "self.at = Counters()",
+             "resume checks the checkpoint, then retrains from step 0", ("tests/test_training.py",)),
+    Mutation("resume-ignores-weights", "netlab/training.py",
+             "self.model.load_state_dict(ck.model)", "self.model.load_state_dict(self.model.state_dict())",
+             "resume keeps the fresh weights", ("tests/test_training.py",)),
+    Mutation("resume-ignores-rng", "netlab/training.py",
+             "rng.load_state_dict(ck.rngs[name])", "pass",
+             "resume restarts the dropout and augmentation streams", ("tests/test_training.py",)),
+    Mutation("resume-drops-running-sums", "netlab/training.py",
+             "self.running.load_state_dict(ck.running)", "self.running.reset()",
+             "resume forgets the training sums since the last evaluation", ("tests/test_training.py",)),
+    Mutation("resume-drops-history", "netlab/training.py",
+             "self.log = metrics.MetricsLog.from_columns(ck.metrics)", "self.log = metrics.MetricsLog()",
+             "resume forgets the metrics so far", ("tests/test_training.py",)),
+    Mutation("seed-ignored-by-init", "netlab/training.py",
+             "nn.manual_seed(cfg.seed)", "nn.manual_seed(0)",
+             "the initial weights ignore the seed", ("tests/test_training.py",)),
+    Mutation("seed-ignored-by-streams", "netlab/training.py",
+             "root = backend.Generator(cfg.seed)", "root = backend.Generator(0)",
+             "dropout and augmentation ignore the seed", ("tests/test_training.py",)),
+    Mutation("early-stop-one-late", "netlab/training.py",
+             "at.evals_since_best >= tc.patience", "at.evals_since_best > tc.patience",
+             "early stopping one evaluation late", ("tests/test_training.py",)),
+    Mutation("no-epoch-end-evaluation", "netlab/training.py",
+             "at.step % tc.eval_every == 0 or at.batch == self.steps_per_epoch or last",
+             "at.step % tc.eval_every == 0 or last",
+             "no evaluation at the end of an epoch", ("tests/test_training.py",)),
+    Mutation("best-not-saved", "netlab/training.py",
+             '            self.save("best")\n', "            pass\n",
+             "best.npz is never written", ("tests/test_training.py",)),
+    # ------------------------------------------------------- checkpoint writing and format
+    Mutation("write-in-place", "netlab/outputs.py",
+             'fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")',
+             "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), str(path)",
+             "checkpoints written in place instead of atomically", ("tests/test_checkpoint.py",)),
+    Mutation("temp-file-left", "netlab/outputs.py",
+             "            os.unlink(tmp)\n", "            pass\n",
+             "a failed write leaves its temporary file", ("tests/test_checkpoint.py",)),
+    Mutation("rng-counter-not-saved", "netlab/checkpoint.py",
+             'state["seed"], state["counter"]', 'state["seed"], 0',
+             "checkpoints lose the random streams' counters", ("tests/test_checkpoint.py",)),
+    Mutation("optimizer-state-not-saved", "netlab/checkpoint.py",
+             "out.update({OPTIM + k: v for k, v in self.optimizer.items()})", "pass",
+             "checkpoints lose the optimizer state", ("tests/test_checkpoint.py", "tests/test_training.py")),
+    # ---------------------------------------------------------------------------- layers
+    Mutation("input-grad-false-skips-conv-grads", "netlab/nn/layers.py",
+             "        dy2 = xp.reshape(xp.permute_dims(dy, _CHWN), (self.out_channels, -1))\n",
+             "        if not input_grad:\n            return None\n"
+             "        dy2 = xp.reshape(xp.permute_dims(dy, _CHWN), (self.out_channels, -1))\n",
+             "backward(input_grad=False) returns before the conv fills its gradients", ("tests/test_nn.py",)),
+    Mutation("conv-bias-grad-halved", "netlab/nn/layers.py",
+             'self.grads["bias"] = xp.sum(dy2, axis=1)', 'self.grads["bias"] = 0.5 * xp.sum(dy2, axis=1)',
+             "conv bias gradient wrong", ("tests/test_nn.py",)),
+    Mutation("maxpool-ties-to-last", "netlab/nn/layers.py",
+             "greater = xp.astype(view > out, index_dtype)", "greater = xp.astype(view >= out, index_dtype)",
+             "max-pool routes a tie to the last element", ("tests/test_nn.py",)),
+    Mutation("avgpool-divisor", "netlab/nn/layers.py",
+             "out * (1.0 / (kh * kw))", "out * (1.0 / (kh * kw + 1))",
+             "average pooling divides by the wrong count", ("tests/test_nn.py",)),
+    Mutation("col2im-overwrites", "netlab/nn/im2col.py",
+             "dx[sl] = dx[sl] + cols[:, i, j, ...]", "dx[sl] = cols[:, i, j, ...]",
+             "col2im overwrites overlapping windows instead of summing", ("tests/test_nn.py",)),
+    Mutation("dropout-no-rescale", "netlab/nn/layers.py",
+             "self.mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))", "self.mask = xp.astype(keep, x.dtype)",
+             "inverted dropout without the 1/(1-p) scale", ("tests/test_nn.py",)),
+    Mutation("batchnorm-biased-running-var", "netlab/nn/layers.py",
+             " * (count / max(count - 1, 1))", "",
+             "batch norm's running variance without Bessel's correction", ("tests/test_nn.py",)),
+    Mutation("linear-weight-grad", "netlab/nn/layers.py",
+             'self.grads["weight"] = xp.matrix_transpose(dy) @ self.x',
+             'self.grads["weight"] = 0.5 * (xp.matrix_transpose(dy) @ self.x)',
+             "linear weight gradient wrong", ("tests/test_nn.py",)),
+    Mutation("relu-passes-negatives", "netlab/nn/layers.py",
+             "dy * self.xp.astype(self.y > 0, dy.dtype)", "dy * self.xp.astype(self.y >= 0, dy.dtype)",
+             "ReLU's backward lets every gradient through", ("tests/test_nn.py",)),
+    Mutation("relu-swaps-with-anything", "netlab/nn/module.py",
+             "type(layers[order[i]]) is ReLU and type(layers[order[i + 1]]) is MaxPool2d",
+             "type(layers[order[i]]) is ReLU",
+             "the pool-before-ReLU reordering moves ReLU past layers it does not commute with",
+             ("tests/test_nn.py",)),
+    # ------------------------------------------------------ data: split and normalisation
+    Mutation("val-overlaps-train", "netlab/data/pipeline.py",
+             "val_idx, train_idx = order[:n_val], order[n_val:]", "val_idx, train_idx = order[:n_val], order[n_val - 1:]",
+             "one validation image is also trained on", ("tests/test_data.py",)),
+    Mutation("stats-from-all-images", "netlab/data/pipeline.py",
+             "mean = float(train.mean()) / 255.0", "mean = float(train_images.mean()) / 255.0",
+             "normalisation statistics include the validation images", ("tests/test_data.py",)),
+    Mutation("normalize-multiplies-std", "netlab/data/pipeline.py",
+             "return (x - mean) * (1.0 / std)", "return (x - mean) * std",
+             "normalisation multiplies by std", ("tests/test_data.py",)),
+    Mutation("loader-ignores-start", "netlab/data/pipeline.py",
+             "for b in range(start, len(self)):", "for b in range(0, len(self)):",
+             "the loader restarts its epoch on resume", ("tests/test_data.py",)),
+    Mutation("generator-counter-stuck", "netlab/backend.py",
+             "        self.counter += 1\n", "",
+             "every draw of a generator gives the same numbers", ("tests/test_backend.py",)),
+    # ------------------------------------------------------------------------- evaluation
+    Mutation("evaluation-skips-normalisation", "netlab/metrics.py",
+             "xb, yb = normalize(x[lo:hi, ...], mean, std), y[lo:hi]", "xb, yb = x[lo:hi, ...], y[lo:hi]",
+             "evaluation feeds unnormalised images", ("tests/test_metrics.py",)),
+    Mutation("confusion-transposed", "netlab/metrics.py",
+             "return xp.matrix_transpose(true1h) @ pred1h", "return xp.matrix_transpose(pred1h) @ true1h",
+             "the confusion matrix is transposed", ("tests/test_metrics.py",)),
+    Mutation("correct-uses-argmin", "netlab/losses.py",
+             "hits = xp.argmax(logits, axis=1) == xp.astype(labels, xp.int64)",
+             "hits = xp.argmin(logits, axis=1) == xp.astype(labels, xp.int64)",
+             "accuracy counts the least likely class", ("tests/test_losses.py",)),
+    # ------------------------------------------------------------------------- prediction
+    Mutation("digit-always-inverted", "netlab/data/io.py",
+             "    if np.median(border) > 0.5:\n        gray = 1.0 - gray", "    if True:\n        gray = 1.0 - gray",
+             "a user's digit is always inverted", ("tests/test_cli.py",)),
+    Mutation("digit-not-centred", "netlab/data/io.py",
+             "top = int(np.clip(round((size - 1) / 2 - cy), 0, size - new_h))", "top = 0",
+             "a user's digit is not centred by mass", ("tests/test_cli.py",)),
+    Mutation("predict-skips-normalisation", "netlab/predict.py",
+             "x = normalize(backend.from_numpy(xp, digit[None, None, :, :]), mean, std)",
+             "x = backend.from_numpy(xp, digit[None, None, :, :])",
+             "predict feeds an unnormalised image", ("tests/test_cli.py",)),
+    # ------------------------------------------------------------- config, sweeps, commands
+    Mutation("val-fraction-unchecked", "netlab/config.py",
+             '_check(0.0 < self.val_fraction < 1.0, "data.val_fraction"', '_check(True, "data.val_fraction"',
+             "data.val_fraction is not checked", ("tests/test_config.py",)),
+    Mutation("exit-status-1", "netlab/app.py",
+             "raise SystemExit(2) from None", "raise SystemExit(1) from None",
+             "user errors exit 1 instead of the documented 2", ("tests/test_cli.py",)),
+    Mutation("optuna-loses-weight-decay", "conf/sweep/optuna_lr.yaml",
+             "      optimizer.weight_decay: tag(log, interval(1e-6, 1e-3))\n", "",
+             "the Optuna search space loses weight_decay", ("tests/test_experiments.py",)),
+    Mutation("summary-repeats-common-overrides", "netlab/summarize.py",
+             'r["overrides"] = " ".join(o for o in r.pop("shown") if o not in common) or "(defaults)"',
+             'r["overrides"] = " ".join(r.pop("shown")) or "(defaults)"',
+             "the sweep summary does not tell runs apart", ("tests/test_experiments.py",)),
+    Mutation("study-not-a-sweep", "conf/experiment/study_lr.yaml",
+             "  mode: MULTIRUN", "  mode: RUN",
+             "a study preset runs one ordinary run without -m", ("tests/test_config.py",)),
 ]
 
 _ids = [m.id for m in MUTATIONS]
@@ -122,6 +276,12 @@ def normalise(root: Path, file: str) -> str:
         return p.relative_to(root).as_posix()
     except ValueError:
         return Path(file).as_posix().removeprefix("./")
+
+
+def mirror(root: Path, file: str) -> list[str]:
+    """The test module that mirrors ``file`` (netlab/optim.py -> tests/test_optim.py), if any."""
+    test = Path("tests") / f"test_{Path(file).stem}.py"
+    return [test.as_posix()] if (root / test).is_file() else []
 
 
 def select(mutations, modules, keys):
@@ -222,7 +382,13 @@ def main(argv=None) -> int:
                 if problem:
                     status, seconds, details = "ERROR", 0.0, problem
                 else:
-                    status, seconds, out = run_pytest(copy, tests, args.timeout)
+                    status, seconds, out = "SURVIVED", 0.0, ""
+                    first = list(m.first) or mirror(copy, m.file)
+                    if first and args.tests == "tests":
+                        status, seconds, out = run_pytest(copy, first, args.timeout)
+                    if status == "SURVIVED":
+                        status, more, out = run_pytest(copy, tests, args.timeout)
+                        seconds += more
                     if status in ("ERROR", "TIMEOUT"):
                         details = "\n".join(out.rstrip().splitlines()[-15:])
                     if status == "TIMEOUT":

@@ -154,6 +154,14 @@ def test_split_is_disjoint_complete_and_seeded():
     np.testing.assert_array_equal(backend.to_numpy(s.val_y), raw[s.val_indices])
 
 
+def test_normalisation_statistics_come_from_training_images_only():
+    s = small(backend.namespace("numpy"), seed=1)
+    raw = idx.parse(idx.read_bytes(FIXTURE / "train-images-idx3-ubyte.gz")).astype(np.float64) / 255
+    assert s.mean == pytest.approx(raw[s.train_indices].mean(), rel=1e-12)
+    assert s.std == pytest.approx(raw[s.train_indices].std(), rel=1e-12)
+    assert s.mean != pytest.approx(raw.mean(), rel=1e-9)
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1e-6])
 def test_bad_val_fraction(fraction):
     with pytest.raises(data.DataError, match="val_fraction"):

@@ -48,6 +48,15 @@ def test_experiment_presets_compose_and_validate(name):
         assert cfg.hydra.sweeper.params, f"{name} has no search space"
 
 
+def test_optuna_search_space_is_lr_and_weight_decay():
+    """Read from the preset itself, so it is checked without the sweep extra too."""
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.load(ROOT / "conf" / "sweep" / "optuna_lr.yaml").hydra.sweeper.params
+    assert dict(params) == {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
+                            "optimizer.weight_decay": "tag(log, interval(1e-6, 1e-3))"}
+
+
 def test_seeds_sweep_preset():
     assert composed("sweep=seeds").hydra.sweeper.params.seed == "0,1,2"
 
