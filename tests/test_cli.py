@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netlab import checkpoint
+from netlab import backend, checkpoint
 from netlab.data.files import DATASETS, load_split
 from netlab.data.io import load_digit
 from conftest import FIXTURE, ROOT, SMALL, cli
@@ -95,6 +95,14 @@ def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
     answer = json.loads(done.stdout)
     assert answer["class"] == str(labels[0]) and sum(answer["probabilities"].values()) <= 1.0 + 1e-6
     assert not (tmp_path / "outputs").exists()  # predict leaves no run directory behind
+    # the probabilities are the model's on the prepared, normalised digit (computed here in float64)
+    model, _, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"))
+    model.to(backend.namespace("numpy"), dtype=np.float64)
+    x = (load_digit(tmp_path / "digit.png").astype(np.float64)[None, None] - mean) / std
+    logits = backend.to_numpy(model.forward(x))[0]
+    probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    for cls, p in answer["probabilities"].items():
+        assert p == pytest.approx(probs[int(cls)], abs=1e-5), cls
 
 
 @pytest.mark.parametrize("dark_on_light", [True, False])

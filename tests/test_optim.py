@@ -329,7 +329,7 @@ def test_onecycle_rejects_too_few_steps():
         optim.OneCycle(1)
 
 
-# ------------------------------------------- state, validation (moved from test_core.py)
+# ------------------------------------------- state, validation 
 def _train(model, opt, steps, seed=0):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
