@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import backend, losses, models, nn, optim
-from .app import user_errors
+from .app import command, user_errors
 from .config import ModelConfig, compose, validate
 from .errors import ConfigError
 from .outputs import output_dir, write_json
@@ -206,6 +206,7 @@ def bench(cfg: DictConfig) -> dict:
     return report
 
 
+@command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
     bench(cfg)

@@ -10,6 +10,7 @@ the dataclasses, whose checks refuse invalid values before any data is read.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -255,17 +256,28 @@ def compose(*overrides: str, config_name: str = "config") -> DictConfig:
         return hydra_compose(config_name, overrides=list(overrides))
 
 
-def validate(cfg: DictConfig) -> Config:
-    """Turn the composed config into checked dataclasses; any problem is a :class:`ConfigError`."""
+def validate(cfg: DictConfig, schema_cls: type = None) -> Config:
+    """Turn the composed config into checked dataclasses; any problem is a :class:`ConfigError`.
+
+    ``schema_cls`` is the dataclass of an app's config (default :class:`Config`, the training
+    run's). Keys the schema does not know are refused, with the closest known key, even when
+    Hydra let them in (``+train.max_step=2``).
+    """
     try:
         if not isinstance(cfg, DictConfig):
             cfg = OmegaConf.create(cfg)
-        node = schema()
-        # a config read back from YAML (a checkpoint's) is untyped: its optimizer's name picks the schema
-        name = OmegaConf.select(cfg, "optimizer.name", default=None)
-        if name in OPTIMIZER_CONFIGS:
-            node.optimizer = OmegaConf.structured(OPTIMIZER_CONFIGS[name])
-        return OmegaConf.to_object(OmegaConf.merge(node, cfg))
+        if schema_cls is None or schema_cls is Config:
+            node = schema()
+            # a config read back from YAML (a checkpoint's) is untyped: its optimizer's name picks the schema
+            name = OmegaConf.select(cfg, "optimizer.name", default=None)
+            if name in OPTIMIZER_CONFIGS:
+                node.optimizer = OmegaConf.structured(OPTIMIZER_CONFIGS[name])
+            _refuse_unknown_keys(cfg, Config, "")
+            checked = OmegaConf.to_object(OmegaConf.merge(node, cfg))
+            _check_across(checked)
+            return checked
+        _refuse_unknown_keys(cfg, schema_cls, "")
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema_cls), cfg))
     except ConfigError:
         raise
     except OmegaConfBaseException as exc:
@@ -274,3 +286,32 @@ def validate(cfg: DictConfig) -> Config:
             raise cause from None
         raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]} "
                           f"(key {getattr(exc, 'full_key', '?')})") from None
+
+
+def _refuse_unknown_keys(node, cls, prefix: str) -> None:
+    """Every key of ``node`` must be a field of dataclass ``cls`` (recursively); ``hydra`` is Hydra's."""
+    import difflib
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for key in node.keys():
+        if not prefix and key == "hydra":
+            continue
+        if key not in hints:
+            close = difflib.get_close_matches(str(key), list(hints), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known: {', '.join(hints)}"
+            raise ConfigError(f"unknown setting {prefix}{key}{hint}")
+        child_cls = hints[key]
+        if key == "optimizer" and cls is Config:
+            name = OmegaConf.select(node, "optimizer.name", default=None)
+            child_cls = OPTIMIZER_CONFIGS.get(name, OptimizerConfig)
+        if dataclasses.is_dataclass(child_cls) and not OmegaConf.is_missing(node, key) \
+                and isinstance(node[key], DictConfig):
+            _refuse_unknown_keys(node[key], child_cls, f"{prefix}{key}.")
+
+
+def _check_across(cfg: Config) -> None:
+    """Rules that tie two groups together."""
+    classes = len(DATASETS.lookup(cfg.data.name).classes)
+    _check(cfg.model.num_classes == classes, "model.num_classes",
+           f"{classes}, the number of classes of {cfg.data.name}", cfg.model.num_classes)

@@ -27,3 +27,9 @@ class CheckpointError(ConfigError):
 
 class DivergedError(NetlabError):
     """The training loss became NaN or infinite."""
+
+
+class Interrupted(NetlabError):
+    """The user stopped a run (Ctrl-C); the message says where it stopped and how to continue."""
+
+    exit_code = 130

@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from . import backend, data, metrics, plots
-from .app import user_errors
+from .app import command, user_errors
 from .checkpoint import load_model, resolve
 from .errors import ConfigError
 from .outputs import output_dir, write_json
@@ -59,6 +59,7 @@ def report(result, classes, matrix) -> str:
     return "\n".join(lines)
 
 
+@command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)

@@ -36,6 +36,50 @@ def atomic_write(path, write) -> Path:
 
 
 def write_json(path, obj) -> Path:
-    """``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2) + "\n"
+    """``obj`` as indented JSON, atomically; NaN and infinity are refused (they are not JSON)."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+class RunFolder:
+    """Exclusive use of a run's output folder for as long as the run lives.
+
+    A second run pointed at the same folder (two runs started in the same instant, or a
+    copied ``hydra.run.dir``) is refused instead of interleaving ``metrics.csv``, and a folder
+    that already holds a run is never written over unless the run continues it. The lock is an
+    ``flock`` on ``.netlab.lock``: the kernel drops it when the process dies, even by kill -9.
+    """
+
+    HOLDS_A_RUN = ("results.json", "checkpoints/last.npz", "checkpoints/best.npz")
+
+    def __init__(self, path, continuing=None):
+        self.path = Path(path)
+        self.continuing = Path(continuing).expanduser().resolve() if continuing else None
+        self._file = None
+
+    def __enter__(self) -> "RunFolder":
+        import fcntl
+
+        from .errors import ConfigError
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path / ".netlab.lock", "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise ConfigError(f"another netlab run is writing into {self.path}; give this run its own "
+                              f"folder (hydra.run.dir=...)") from None
+        held = [name for name in self.HOLDS_A_RUN if (self.path / name).exists()]
+        resumes_here = self.continuing is not None and self.path.resolve() in (self.continuing, self.continuing.parent.parent)
+        if held and not resumes_here:
+            self.__exit__()
+            raise ConfigError(f"{self.path} already holds a run ({', '.join(held)}); netlab does not write over "
+                              f"it. Choose another folder (hydra.run.dir=...), or continue that run with "
+                              f"train.resume={self.path}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock
+            self._file = None

@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from . import backend, losses
-from .app import user_errors
+from .app import command, user_errors
 from .checkpoint import load_model
 from .data import DATASETS, normalize
 from .data.io import load_digit
@@ -42,6 +42,7 @@ def predict(cfg: DictConfig) -> dict:
     return result
 
 
+@command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)

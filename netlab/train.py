@@ -8,7 +8,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .app import user_errors
+from .app import command, user_errors
 from .config import validate
 from .outputs import output_dir
 from .training import Trainer
@@ -25,6 +25,7 @@ def train(cfg: DictConfig) -> float:
     return trainer.fit()["val_accuracy"]
 
 
+@command
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     return train(cfg)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from . import backend, checkpoint, data, losses, metrics, models, nn, optim, plots
 from .config import Config
-from .errors import CheckpointError, DivergedError, NetlabError
-from .outputs import write_json
+from .errors import CheckpointError, DataError, DivergedError, Interrupted, NetlabError
+from .outputs import RunFolder, write_json
 
 log = logging.getLogger("netlab.train")
 
@@ -52,6 +52,7 @@ class Trainer:
         self.splits = data.load(xp, dc.name, dc.root, val_fraction=dc.val_fraction, seed=cfg.seed,
                                 download=dc.download, verify=dc.verify, limit=dc.limit)
         self.mean, self.std = (self.splits.mean, self.splits.std) if dc.normalize else (0.0, 1.0)
+        self._check_data_fits_model()
         root = backend.Generator(cfg.seed)
         self.rngs = {"dropout": root.spawn(2), "augment": root.spawn(3)}
         self.model.set_rng(self.rngs["dropout"])
@@ -65,6 +66,17 @@ class Trainer:
         self.running = metrics.Running(xp)
         self.log = metrics.MetricsLog()
         self._started = None
+        self.resumed_from = None
+
+    def _check_data_fits_model(self) -> None:
+        """What the first evaluation would find out after all the training before it: checked now."""
+        s, want = self.splits, tuple(self.cfg.model.input_shape)
+        for split, x in (("training", s.train_x), ("validation", s.val_x), ("test", s.test_x)):
+            if x.shape[0] == 0:
+                raise DataError(f"{self.cfg.data.name}: the {split} split is empty")
+            if tuple(x.shape[1:]) != want:
+                raise DataError(f"{self.cfg.data.name}: {split} images are {tuple(x.shape[1:])} but the model "
+                                f"takes {want} (model.input_shape)")
 
     def _loader(self) -> data.Loader:
         cfg, xp = self.cfg, self.xp
@@ -92,6 +104,7 @@ class Trainer:
         """Continue from the checkpoint at ``path`` (a run directory or a .npz file)."""
         path = checkpoint.resolve(path)
         ck = checkpoint.read(path)
+        self.resumed_from = path
         try:
             self.model.load_state_dict(ck.model)
             self.opt.load_state_dict(ck.optimizer)
@@ -116,6 +129,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------- the loop
     def fit(self) -> dict:
         """Train to the end (or early stop) and return the results (also in ``results.json``)."""
+        with RunFolder(self.out, continuing=self.resumed_from):
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.cfg
         self._started = time.perf_counter()
         self.log.open(self.out / "metrics.csv")
@@ -130,10 +147,20 @@ class Trainer:
                 # own warnings about it would only clutter that message.
                 warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
                 self._loop(bar)
+        except KeyboardInterrupt:
+            raise Interrupted(self._where_stopped()) from None
         finally:
             bar.close()
             self.log.close()
         return self.finish()
+
+    def _where_stopped(self) -> str:
+        kept = self.out / "checkpoints" / "last.npz"
+        if not kept.exists():
+            return f"interrupted at step {self.at.step}, before the first checkpoint; nothing to resume from"
+        step = checkpoint.read(kept).counters["step"]
+        return (f"interrupted at step {self.at.step} of {self.total_steps}; the last checkpoint is from step "
+                f"{step}: continue with train.resume={self.out}")
 
     def _loop(self, bar) -> None:
         tc, at, model, opt = self.cfg.train, self.at, self.model, self.opt
@@ -160,20 +187,50 @@ class Trainer:
                         stop = self.evaluate(bar) or last
                     if save:
                         self._check_finite(self.running.total_loss())
+                        self._check_state_finite()
                         self.save("last")
                     tick = time.perf_counter()
                 if stop:
                     break
 
-    def _check_finite(self, value: float | None) -> None:
+    def _check_finite(self, value: float | None, what: str = "the training loss") -> None:
         if value is not None and not math.isfinite(value):
-            kept = self.out / "checkpoints" / "last.npz"
-            where = (f"The last good checkpoint is kept at {kept}; resume from it with train.resume={kept} "
-                     f"and a lower lr." if kept.exists() else "No checkpoint had been written yet.")
-            raise DivergedError(f"training diverged: the training loss became {value} by step {self.at.step} "
-                                f"(epoch {self.at.step / self.steps_per_epoch:.2f}, lr {self.opt.lr:.3g}). Lower "
-                                f"optimizer.lr (for example to {self.cfg.optimizer.lr / 10:g}) or add a "
-                                f"schedule with warm-up. {where}")
+            self._diverged(f"{what} became {value}")
+
+    def _check_state_finite(self) -> None:
+        """Weights and optimizer state must be finite before they are saved: a loss computed
+        before the last update cannot vouch for the weights after it."""
+        xp = self.xp
+        arrays = {**self.model.params, **{f"optimizer {k}.{n}": a for k, bufs in self.opt.state.items()
+                                          for n, a in bufs.items()}}
+        for name, a in arrays.items():
+            if not bool(backend.to_numpy(xp.all(xp.isfinite(a)))):
+                self._diverged(f"{name} holds non-finite values")
+
+    def _diverged(self, what: str):
+        good = self._good_checkpoint()
+        where = (f"The last good checkpoint is {good} (step {checkpoint.read(good).counters['step']}); resume "
+                 f"from it with train.resume={good} and a lower lr." if good else
+                 "No checkpoint with usable weights had been written yet.")
+        raise DivergedError(f"training diverged: {what} by step {self.at.step} (epoch "
+                            f"{self.at.step / self.steps_per_epoch:.2f}, lr {self.opt.lr:.3g}). Lower "
+                            f"optimizer.lr (for example to {self.cfg.optimizer.lr / 10:g}) or add a "
+                            f"schedule with warm-up. {where}")
+
+    def _good_checkpoint(self) -> Path | None:
+        """The newest saved checkpoint whose weights give a finite loss on validation images."""
+        for name in ("last", "best"):
+            path = self.out / "checkpoints" / f"{name}.npz"
+            if not path.exists():
+                continue
+            model = models.build(self.cfg.model)
+            model.load_state_dict(checkpoint.read(path).model)
+            model.to(self.xp)
+            n = min(256, self.splits.val_x.shape[0])
+            ev = metrics.evaluate(model, self.splits.val_x[:n, ...], self.splits.val_y[:n], n, self.mean, self.std)
+            if math.isfinite(ev.loss):
+                return path
+        return None
 
     def evaluate(self, bar) -> bool:
         """Log train/val/test metrics at this step; returns True when early stopping says stop."""
@@ -184,6 +241,7 @@ class Trainer:
         results = {"train": train}
         for split, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
             results[split] = metrics.evaluate(self.model, x, y, tc.eval_batch_size, self.mean, self.std)
+            self._check_finite(results[split].loss, f"the {split} loss")
         epoch, lr = at.step / self.steps_per_epoch, self.opt.lr
         self.log.add(at.step, epoch, results, lr, self.elapsed())
         reg = float(backend.to_numpy(losses.l2_penalty(self.model, self.cfg.optimizer.weight_decay)))

@@ -21,23 +21,23 @@ from netlab.data.io import load_digit
 from conftest import FIXTURE, ROOT, SMALL, cli
 
 
-@pytest.mark.parametrize("args,status,message", [
-    (["backend=tpu"], 1, "Could not find 'backend/tpu'"),                   # Hydra's own config errors: 1
-    (["optimizer.lr=fast"], 1, "optimizer.lr"),
-    (["optimizer.lr=-1"], 2, "optimizer.lr must be a finite number > 0"),   # netlab's: 2
-    ([f"data.root={FIXTURE}", "data.download=false"], 2, "SHA-256 mismatch"),
-    (["data.root=/nonexistent/folder", "data.download=false"], 2, "not found in /nonexistent/folder"),
-    (["model.layers=[flatten,{lineer:10}]"], 2, "unknown layer 'lineer'"),
-    ([*SMALL, "train.resume=/nonexistent/run"], 2, "checkpoint /nonexistent/run not found"),
+@pytest.mark.parametrize("args,message", [
+    (["backend=tpu"], "Could not find 'backend/tpu'"),                  # refused by Hydra while composing
+    (["optimizer.lr=fast"], "optimizer.lr"),
+    (["trian.epochs=1"], "trian"),
+    (["optimizer.lr=-1"], "netlab: error: invalid setting: optimizer.lr must be a finite number > 0"),  # by netlab
+    (["+train.max_step=2"], "netlab: error: unknown setting train.max_step; did you mean train.max_steps?"),
+    (["data.name=cifar"], "netlab: error: invalid setting: data.name must be one of"),
+    (["data.root=/nonexistent/folder", "data.download=false"], "not found in /nonexistent/folder"),
+    (["model.layers=[flatten,{lineer:10}]"], "netlab: error: unknown layer 'lineer'"),
+    ([*SMALL, "train.resume=/nonexistent/run"], "netlab: error: checkpoint /nonexistent/run not found"),
 ])
-def test_cli_errors_are_one_paragraph_with_the_documented_status(tmp_path, args, status, message):
+def test_bad_input_exits_2_with_one_message(tmp_path, args, message):
     done = cli("netlab.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert done.returncode == status, done.stderr
-    assert message in done.stderr + done.stdout
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
     assert "Traceback" not in done.stderr
-    if status == 2:
-        errors = [line for line in done.stderr.splitlines() if line.startswith("netlab: error:")]
-        assert len(errors) == 1
+    assert len([line for line in done.stderr.splitlines() if line.startswith("netlab: error:")]) <= 1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")

@@ -22,6 +22,7 @@ def small(xp, **kw):
 
 
 def copy_fixture(tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for p in FIXTURE.iterdir():
         (tmp_path / p.name).write_bytes(p.read_bytes())
     return tmp_path
@@ -76,9 +77,19 @@ def test_label_out_of_range(tmp_path):
         data.load(backend.namespace("numpy"), "mnist", root, verify=False, download=False)
 
 
-def test_checksum_mismatch_suggests_verify_false():
-    with pytest.raises(data.DataError, match="SHA-256 mismatch.*verify=false"):
-        data.load(backend.namespace("numpy"), "mnist", FIXTURE, download=False)
+def test_a_users_folder_that_differs_from_the_official_files_is_used_with_a_warning(caplog):
+    s = data.load(backend.namespace("numpy"), "mnist", FIXTURE, download=False)  # verify is on
+    assert s.train_x.shape[0] == 540 and "differs from the official mnist file" in caplog.text
+    assert all(p.exists() for p in FIXTURE.iterdir())
+
+
+def test_a_damaged_file_in_the_download_cache_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("NETLAB_DATA", raising=False)
+    copy_fixture(tmp_path / "netlab" / "mnist")
+    with pytest.raises(data.DataError, match="netlab's download cache .* delete it and it will be downloaded"):
+        data.load(backend.namespace("numpy"), "mnist", download=False)
+    assert len(list((tmp_path / "netlab" / "mnist").iterdir())) == 4  # nothing deleted behind the user's back
 
 
 def test_missing_files_without_download_say_where_to_put_them(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from netlab import checkpoint, training
-from netlab.errors import CheckpointError, DivergedError
+from netlab.errors import CheckpointError, DivergedError, Interrupted
 from netlab.metrics import Evaluation
 from conftest import small_config
 
@@ -150,7 +150,7 @@ def interrupted_run(tmp_path, monkeypatch, at_step=15):
         return result
 
     monkeypatch.setattr(training.Trainer, "evaluate", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="interrupted at step 15 of 17; the last checkpoint is from step 12"):
         fit(tmp_path, *RESUME, name="interrupted")
     monkeypatch.setattr(training.Trainer, "evaluate", real)
     assert weights(tmp_path / "interrupted").counters["step"] == 12
@@ -208,10 +208,41 @@ def test_resume_with_another_model_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- divergence
-def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_divergence_from_the_start_names_no_checkpoint(tmp_path):
+    """lr 1e8 wrecks the weights in one step: checkpoints of such weights are never called good."""
     with pytest.raises(DivergedError, match="Lower optimizer.lr") as err:
         fit(tmp_path, "optimizer=sgd", "optimizer.lr=1e8", "train.max_steps=100", "train.checkpoint_every=1",
             "train.eval_every=50")
-    assert "last good checkpoint is kept" in str(err.value)
-    kept = weights(tmp_path / "run")
-    assert all(np.all(np.isfinite(v)) for v in kept.model.values())
+    assert "No checkpoint with usable weights" in str(err.value)
+    for path in (tmp_path / "run" / "checkpoints").glob("*.npz"):  # what was written is finite
+        ck = checkpoint.read(path)
+        assert all(np.all(np.isfinite(v)) for v in [*ck.model.values(), *ck.optimizer.values()])
+
+
+def test_divergence_later_names_a_checkpoint_that_works(tmp_path):
+    """Training goes well for 6 steps, then the lr jumps to 1e8: the checkpoint named as the
+    last good one holds finite weights that give a finite loss."""
+    out = tmp_path / "run"
+    out.mkdir()
+    trainer = training.Trainer(small_config("optimizer=sgd", "optimizer.schedule.name=constant", "train.max_steps=100",
+                                            "train.checkpoint_every=3", "train.eval_every=50"), out, "")
+    real_step = trainer.opt.step
+
+    def step():
+        if trainer.at.step == 6:
+            trainer.opt.base_lr = 1e8
+        real_step()
+
+    trainer.opt.step = step
+    with pytest.raises(DivergedError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert "The last good checkpoint is" in message, message
+    named = message.split("The last good checkpoint is ")[1].split(" (step")[0]
+    ck = checkpoint.read(named)
+    assert ck.counters["step"] >= 6
+    model = training.models.build(trainer.cfg.model)
+    model.load_state_dict(ck.model)
+    ev = training.metrics.evaluate(model.to(trainer.xp), trainer.splits.val_x, trainer.splits.val_y, 100,
+                                   trainer.mean, trainer.std)
+    assert np.isfinite(ev.loss)

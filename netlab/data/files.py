@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -15,7 +16,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .idx import parse, read_bytes
+from .idx import MAX_BYTES, parse, payload_bytes, read_bytes, read_header
+
+log = logging.getLogger(__name__)
 
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -64,8 +67,7 @@ def default_root(dataset: str) -> Path:
     """``$NETLAB_DATA/<dataset>`` when NETLAB_DATA is set, else the per-user cache folder."""
     if os.environ.get("NETLAB_DATA"):
         return Path(os.environ["NETLAB_DATA"]) / dataset
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "netlab" / dataset
+    return cache_dir(dataset)
 
 
 def find_file(root: Path, name: str) -> Path | None:
@@ -77,6 +79,12 @@ def find_file(root: Path, name: str) -> Path | None:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir(dataset: str) -> Path:
+    """netlab's own download cache for ``dataset``: the only folder netlab writes data into."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "netlab" / dataset
 
 
 def locate(spec: DatasetSpec, root: Path | None, download: bool) -> Path:
@@ -131,25 +139,43 @@ def fetch(spec: DatasetSpec, name: str, target: Path) -> Path:
     raise DataError(_missing_message(spec, target, [name], "it could not be downloaded (" + "; ".join(errors) + ")"))
 
 
-def load_split(spec: DatasetSpec, root: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W) uint8 and labels (N,) int64 of ``split``, validated."""
+def load_split(spec: DatasetSpec, root: Path, split: str, verify: bool,
+               official: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W) uint8 and labels (N,) int64 of ``split``, validated.
+
+    Headers are read first: the counts must agree and the sizes be plausible before any file
+    is decompressed in full. With ``verify``, the contents are compared with the official
+    files' SHA-256: a mismatch is an error in netlab's own download cache (``official``) and a
+    warning in a folder the user chose, whose files are the user's to keep.
+    """
     image_name, label_name = SPLITS[split]
+    paths = {}
+    for name in (image_name, label_name):
+        paths[name] = find_file(root, name)
+        if paths[name] is None:
+            raise DataError(_missing_message(spec, root, [name], "no download was attempted"))
+    image_dtype, image_shape, _ = read_header(paths[image_name], 3)
+    label_dtype, label_shape, _ = read_header(paths[label_name], 1)
+    if image_dtype != np.uint8 or label_dtype != np.uint8:
+        raise DataError(f"{root}: {split} images and labels must be unsigned bytes")
+    if image_shape[0] != label_shape[0]:
+        raise DataError(f"{root}: {split} has {image_shape[0]} images but {label_shape[0]} labels")
+    if payload_bytes(image_dtype, image_shape) > MAX_BYTES:
+        raise DataError(f"{paths[image_name]}: its header promises {image_shape} images "
+                        f"({payload_bytes(image_dtype, image_shape):,} bytes); refusing more than {MAX_BYTES:,}")
     arrays = []
     for name, ndim in ((image_name, 3), (label_name, 1)):
-        path = find_file(root, name)
-        if path is None:
-            raise DataError(_missing_message(spec, root, [name], "no download was attempted"))
+        path = paths[name]
         data = read_bytes(path)
         if verify and spec.sha256.get(name) and sha256(data) != spec.sha256[name]:
-            raise DataError(f"{path}: contents do not match the official {spec.name} file (SHA-256 "
-                            f"mismatch); the file is corrupt or another dataset's. Delete it to "
-                            f"download it again, or set data.verify=false for your own IDX data.")
+            if official:
+                raise DataError(f"{path}: this file in netlab's download cache does not match the official "
+                                f"{spec.name} file (SHA-256 mismatch), so it is damaged; delete it and it will be "
+                                f"downloaded again")
+            log.warning("%s differs from the official %s file (SHA-256); using it as your own data",
+                        path, spec.name)
         arrays.append(parse(data, str(path), ndim))
     images, labels = arrays
-    if images.dtype != np.uint8 or labels.dtype != np.uint8:
-        raise DataError(f"{root}: {split} images and labels must be unsigned bytes")
-    if len(images) != len(labels):
-        raise DataError(f"{root}: {split} has {len(images)} images but {len(labels)} labels")
     if labels.size and labels.max() >= len(spec.classes):
         raise DataError(f"{root / label_name}: label {int(labels.max())} outside 0..{len(spec.classes) - 1}")
     return images, labels.astype(np.int64)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import backend
 from .augment import Augment
-from .files import DATASETS, load_split, locate
+from .files import DATASETS, cache_dir, load_split, locate
 from ..errors import DataError
 
 
@@ -42,8 +42,12 @@ def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, se
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     spec = DATASETS.lookup(dataset)
     folder = locate(spec, Path(root) if root else None, download)
-    train_images, train_labels = load_split(spec, folder, "train", verify)
-    test_images, test_labels = load_split(spec, folder, "test", verify)
+    official = folder.expanduser().resolve() == cache_dir(spec.name).expanduser().resolve()
+    train_images, train_labels = load_split(spec, folder, "train", verify, official)
+    test_images, test_labels = load_split(spec, folder, "test", verify, official)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(f"{folder}: training images are {train_images.shape[1:]} pixels but test images "
+                        f"{test_images.shape[1:]}; both splits must have one size")
     if limit:
         train_images, train_labels = train_images[:limit], train_labels[:limit]
         test_images, test_labels = test_images[:limit], test_labels[:limit]
