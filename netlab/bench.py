@@ -16,12 +16,11 @@ import statistics
 import time
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import backend, losses, models, nn, optim
 from .app import command, user_errors
-from .config import ModelConfig, compose, validate
-from .errors import ConfigError
+from .config import BenchConfig, compose, validate
 from .outputs import output_dir, write_json
 from .torch_twin import torch_twin
 from .training import Trainer
@@ -135,7 +134,7 @@ def step_mode(cfg) -> dict:
     xp = backend.namespace(cfg.backend.name)
     threads = cfg.threads or len(os.sched_getaffinity(0))
     backend.set_threads(threads)
-    model_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), cfg.model))
+    model_cfg = cfg.model
     torch_ok = bool(cfg.torch)
     if torch_ok:
         try:
@@ -161,7 +160,7 @@ def e2e_mode(cfg) -> dict:
     out = output_dir() / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    trainer = Trainer(validate(run_cfg), out, OmegaConf.to_yaml(run_cfg))
+    trainer = Trainer(validate(run_cfg), out)
     results = trainer.fit()
     return {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "epochs": cfg.epochs,
             "overrides": overrides, "wall_s": time.perf_counter() - t0, "train_time_s": results["train_time_s"],
@@ -196,9 +195,8 @@ def table(report: dict) -> str:
 
 
 @user_errors
-def bench(cfg: DictConfig) -> dict:
-    if cfg.mode not in ("step", "e2e"):
-        raise ConfigError(f"mode must be 'step' or 'e2e', got {cfg.mode!r}")
+def bench(raw: DictConfig) -> dict:
+    cfg = validate(raw, BenchConfig)
     report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
     print(table(report) if cfg.mode == "step" else json.dumps(report, indent=2), flush=True)
     out = write_json(output_dir() / "bench.json", report)

@@ -15,19 +15,26 @@ it), written atomically. Its keys:
 
 from __future__ import annotations
 
+import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from omegaconf import OmegaConf
 
 from . import backend, models
 from .config import validate
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .metrics import COLUMNS
 from .outputs import atomic_write
 
 FORMAT = 1
+MAX_BYTES = 1 << 31  # 2 GiB unpacked: the largest model netlab builds (models.MAX_PARAMETERS) fits 10 times
+MAX_ARRAYS = 10_000
+MAX_CONFIG_CHARS = 1 << 20
 COUNTERS = ("step", "epoch", "batch", "best_step", "evals_since_best", "images")
 MODEL, OPTIM, RNG, METRICS = "model.", "optim.", "rng.", "metrics."
 
@@ -64,21 +71,91 @@ class Checkpoint:
 
     @classmethod
     def from_arrays(cls, st: dict, where: str = "checkpoint") -> "Checkpoint":
-        try:
-            names = {k[len(RNG):].rsplit(".", 1)[0] for k in st if k.startswith(RNG)}
-            return cls(
-                model=_prefixed(st, MODEL), optimizer=_prefixed(st, OPTIM),
-                rngs={n: {"seed": int(st[f"{RNG}{n}.seed"]), "counter": int(st[f"{RNG}{n}.counter"])} for n in names},
-                counters={k: int(st[k]) for k in COUNTERS},
-                running={"loss": st["run_loss"], "correct": st["run_correct"], "count": int(st["run_count"])},
-                metrics={c: list(st[METRICS + c]) for c in COLUMNS},
-                best_val=float(st["best_val"]), train_time_s=float(st["train_time_s"]),
-                elapsed_s=float(st["elapsed_s"]), mean=float(st["data_mean"]), std=float(st["data_std"]),
-                config=str(st["config"]),
-            )
-        except KeyError as exc:
-            raise CheckpointError(f"{where} lacks the field {exc}; it was not written by this netlab "
-                                  f"version or is damaged") from None
+        """A :class:`Checkpoint` from its arrays, every field checked (type, shape, finiteness)."""
+        f = _Fields(st, where)
+        names = sorted({k[len(RNG):].rsplit(".", 1)[0] for k in st if k.startswith(RNG)})
+        return cls(
+            model=f.arrays(MODEL), optimizer=f.arrays(OPTIM),
+            rngs={n: {"seed": f.integer(f"{RNG}{n}.seed"), "counter": f.integer(f"{RNG}{n}.counter")} for n in names},
+            counters={k: f.integer(k) for k in COUNTERS},
+            running={"loss": f.number("run_loss"), "correct": f.number("run_correct"), "count": f.integer("run_count")},
+            metrics=f.columns(METRICS, COLUMNS),
+            best_val=f.number("best_val", low=-1.0), train_time_s=f.number("train_time_s"),
+            elapsed_s=f.number("elapsed_s"), mean=f.number("data_mean", low=None),
+            std=f.number("data_std", low=None, positive=True), config=f.text("config"),
+        )
+
+
+class _Fields:
+    """Typed, checked access to a checkpoint's arrays; a bad field is a CheckpointError naming it."""
+
+    def __init__(self, st: dict, where: str):
+        self.st, self.where = st, where
+
+    def _get(self, key):
+        if key not in self.st:
+            raise CheckpointError(f"{self.where} lacks the field '{key}'; it was not written by this netlab "
+                                  f"version or is damaged")
+        return self.st[key]
+
+    def _bad(self, key, rule):
+        return CheckpointError(f"{self.where}: field '{key}' must be {rule}; the checkpoint is damaged")
+
+    def integer(self, key) -> int:
+        a = self._get(key)
+        if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
+            raise self._bad(key, "an integer >= 0")
+        return int(a)
+
+    def number(self, key, low: float | None = 0.0, positive: bool = False) -> float:
+        a = self._get(key)
+        if a.shape != () or a.dtype.kind not in "iuf" or not math.isfinite(float(a)) \
+                or (low is not None and float(a) < low) or (positive and float(a) <= 0):
+            rule = "a finite number" + (" > 0" if positive else f" >= {low:g}" if low is not None else "")
+            raise self._bad(key, rule)
+        return float(a)
+
+    def text(self, key) -> str:
+        a = self._get(key)
+        if a.shape != () or a.dtype.kind != "U" or len(str(a)) > MAX_CONFIG_CHARS:
+            raise self._bad(key, f"text of at most {MAX_CONFIG_CHARS:,} characters")
+        return str(a)
+
+    def arrays(self, prefix) -> dict:
+        out = _prefixed(self.st, prefix)
+        for key, a in out.items():
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise CheckpointError(f"{self.where}: {prefix}{key} holds NaN or infinite values, so its weights "
+                                      f"or optimizer state are unusable; resume from an earlier checkpoint")
+            if a.dtype.kind not in "iuf":
+                raise self._bad(prefix + key, "numbers")
+        return out
+
+    def columns(self, prefix, names) -> dict:
+        cols = {c: self._get(prefix + c) for c in names}
+        lengths = {a.shape for a in cols.values()}
+        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            raise self._bad(prefix + "*", "columns of one dimension and equal length")
+        return {c: list(a) for c, a in cols.items()}
+
+
+def run_config(ck: Checkpoint, where: str = "checkpoint"):
+    """The validated :class:`~netlab.config.Config` embedded in ``ck``. The YAML is data: no
+    anchors or aliases (whose expansion can exhaust memory), nothing but plain values."""
+    try:
+        tokens = list(yaml.scan(ck.config))
+        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)) for t in tokens):
+            raise CheckpointError(f"{where}: its embedded config uses YAML anchors, aliases or tags, which "
+                                  f"netlab never writes; refusing it")
+        data = yaml.safe_load(ck.config)
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{where}: its embedded config is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where}: its embedded config is not a mapping of settings")
+    try:
+        return validate(OmegaConf.create(data))
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: its embedded config is invalid: {exc}") from None
 
 
 def _prefixed(st: dict, prefix: str) -> dict:
@@ -99,19 +176,57 @@ def write(path, checkpoint: Checkpoint) -> Path:
 
 
 def read_arrays(path) -> dict:
-    """The arrays of the checkpoint at ``path`` (a run directory or a .npz file), format checked."""
+    """The arrays of the checkpoint at ``path`` (a run directory or a .npz file).
+
+    A checkpoint may come from anywhere, so it is read as data: the archive's directory and
+    every array's header first (names, dtypes, shapes, sizes, all bounded), no pickles, and only
+    then the arrays themselves."""
     path = resolve(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; give a run directory (with "
-                              f"checkpoints/last.npz) or a .npz file")
+        raise CheckpointError(f"checkpoint {path} not found; give a run directory (with checkpoints/last.npz) "
+                              f"or a .npz file")
     try:
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path} is not a netlab checkpoint: it is not an .npz archive")
+        with zipfile.ZipFile(path) as archive:
+            _check_directory(path, archive)
         with np.load(path, allow_pickle=False) as f:
             st = {k: f[k] for k in f.files}
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable netlab checkpoint ({exc})") from None
-    if "config" not in st or "format" not in st or int(st["format"]) != FORMAT:
-        raise CheckpointError(f"{path} is not a netlab checkpoint (format {FORMAT})")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise CheckpointError(f"{path} is not a readable netlab checkpoint: the archive is damaged "
+                              f"({type(exc).__name__})") from None
+    if "config" not in st or "format" not in st:
+        raise CheckpointError(f"{path} is not a netlab checkpoint (it has no config or format field)")
+    if st["format"].shape != () or st["format"].dtype.kind not in "iu" or int(st["format"]) != FORMAT:
+        raise CheckpointError(f"{path} is a checkpoint of format {st['format']!s}; this netlab reads format {FORMAT}")
     return st
+
+
+def _check_directory(path, archive: zipfile.ZipFile) -> None:
+    """Every member a plain .npy array of a numeric or string dtype, all of them together within
+    :data:`MAX_BYTES` once decompressed, each as large as its header says."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ARRAYS:
+        raise CheckpointError(f"{path} holds {len(infos)} arrays; a netlab checkpoint has far fewer")
+    if sum(i.file_size for i in infos) > MAX_BYTES:
+        raise CheckpointError(f"{path} would take more than {MAX_BYTES:,} bytes once unpacked; refusing it")
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            raise CheckpointError(f"{path} is not a netlab checkpoint (it holds {info.filename!r})")
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            except ValueError:
+                raise CheckpointError(f"{path}: {info.filename} is not a .npy array") from None
+        if dtype.hasobject or dtype.kind not in "biufU":
+            raise CheckpointError(f"{path}: {info.filename} has dtype {dtype}; netlab stores numbers and text only")
+        if math.prod(shape) * dtype.itemsize > info.file_size:
+            raise CheckpointError(f"{path}: {info.filename} claims shape {shape}, more than the archive holds")
 
 
 def read(path) -> Checkpoint:
@@ -122,11 +237,15 @@ def read(path) -> Checkpoint:
 def load_model(path, xp):
     """``(model, config, mean, std)`` from a checkpoint: the model in eval mode on namespace
     ``xp``, the run's validated config, and the normalisation it trained with."""
+    path = resolve(path)
     ck = read(path)
-    cfg = validate(OmegaConf.create(ck.config))
-    model = models.build(cfg.model)
+    cfg = run_config(ck, str(path))
+    try:
+        model = models.build(cfg.model)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its model cannot be built: {exc}") from None
     try:
         model.load_state_dict(ck.model)
     except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{resolve(path)}: weights do not fit the model in its config ({exc})") from None
+        raise CheckpointError(f"{path}: weights do not fit the model in its config ({exc})") from None
     return model.to(xp).eval(), cfg, ck.mean, ck.std

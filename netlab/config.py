@@ -221,6 +221,74 @@ class Config:
     debug: bool = False  # show tracebacks for user errors
 
 
+@dataclass
+class SourceDataConfig:
+    """Where evaluate and predict read data: the user's command line and defaults decide, never
+    the checkpoint (a file from outside is data, not instructions)."""
+
+    root: Optional[str] = None  # folder with the dataset's files; None: $NETLAB_DATA/<name> or the cache
+    download: bool = True       # fetch missing files into that folder (official checksums checked)
+    verify: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    checkpoint: Optional[str] = None  # a run directory (its checkpoints/last.npz) or a .npz file
+    split: str = "test"               # test or val
+    batch_size: int = 500
+    data: SourceDataConfig = field(default_factory=SourceDataConfig)
+    debug: bool = False
+
+    def __post_init__(self):
+        _check(self.checkpoint not in (None, ""), "checkpoint", "the model to evaluate: checkpoint=PATH (a run "
+               "directory or a .npz file)", self.checkpoint)
+        _check(self.split in ("test", "val"), "split", "'test' or 'val'", self.split)
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+
+
+@dataclass
+class PredictConfig:
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    checkpoint: Optional[str] = None  # a run directory (its checkpoints/last.npz) or a .npz file
+    image: Optional[str] = None       # PNG, JPEG, ... any size; dark-on-light or light-on-dark
+    top: int = 3                      # how many classes to list
+    json: bool = False                # print one JSON line instead
+    debug: bool = False
+
+    def __post_init__(self):
+        _check(self.checkpoint not in (None, "") and self.image not in (None, ""), "checkpoint and image",
+               "given: checkpoint=PATH image=FILE.png", (self.checkpoint, self.image))
+        _check(self.top >= 1, "top", "an integer >= 1", self.top)
+
+
+@dataclass
+class BenchConfig:
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
+    mode: str = "step"                # step: time training steps beside PyTorch; e2e: train epochs on MNIST
+    batch_sizes: List[int] = field(default_factory=lambda: [64, 256])
+    threads: Optional[int] = None     # CPU threads for both libraries; None: every core this process may use
+    warmup: int = 3                   # untimed steps per contender
+    repeats: int = 7                  # timed repeats, alternating netlab and PyTorch
+    steps: int = 10                   # training steps per repeat
+    torch: bool = True                # compare with PyTorch when it is installed
+    breakdown: bool = True            # per-layer forward/backward times of netlab's step
+    smoke: bool = False               # one tiny batch (CI): checks that the bench runs, times nothing useful
+    epochs: int = 1                   # e2e mode
+    train_overrides: List[str] = field(default_factory=list)  # e2e mode: training overrides
+    debug: bool = False
+
+    def __post_init__(self):
+        _check(self.mode in ("step", "e2e"), "mode", "'step' or 'e2e'", self.mode)
+        _check(len(self.batch_sizes) >= 1 and all(1 <= b <= 65536 for b in self.batch_sizes), "batch_sizes",
+               "a list of integers from 1 to 65536", list(self.batch_sizes))
+        _check(self.threads is None or self.threads >= 1, "threads", ">= 1", self.threads)
+        for key in ("repeats", "steps", "epochs"):
+            _check(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
+        _check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
+
+
 def schema() -> DictConfig:
     """:class:`Config` as Hydra composes onto it: the groups that ``conf/config.yaml``'s
     defaults list fills are left open, so any optimizer's schema can fill ``optimizer``."""
@@ -240,6 +308,10 @@ def register() -> None:
     for name, cls in OPTIMIZER_CONFIGS.items():
         cs.store(group="optimizer", name=name, node=cls)
     cs.store(group="train", name="default", node=TrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="predict_schema", node=PredictConfig)
+    bench = OmegaConf.structured(BenchConfig)
+    cs.store(name="bench_schema", node=bench)
 
 
 register()

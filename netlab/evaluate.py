@@ -11,24 +11,26 @@ from omegaconf import DictConfig
 from . import backend, data, metrics, plots
 from .app import command, user_errors
 from .checkpoint import load_model, resolve
-from .errors import ConfigError
+from .config import EvaluateConfig, validate
+from .errors import DataError
 from .outputs import output_dir, write_json
 
 log = logging.getLogger("netlab.evaluate")
 
 
 @user_errors
-def evaluate(cfg: DictConfig) -> dict:
-    if not cfg.checkpoint:
-        raise ConfigError("give the model to evaluate: checkpoint=PATH (a run directory or a .npz file)")
-    if cfg.split not in ("test", "val"):
-        raise ConfigError(f"split must be 'test' or 'val', got {cfg.split!r}")
+def evaluate(raw: DictConfig) -> dict:
+    cfg = validate(raw, EvaluateConfig)
     xp = backend.namespace(cfg.backend.name)
     model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
+    # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.
     dc = run_cfg.data
-    splits = data.load(xp, dc.name, cfg.data.root or dc.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
-                       download=dc.download, verify=dc.verify, limit=dc.limit)
+    splits = data.load(xp, dc.name, cfg.data.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
+                       download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit)
     x, y = (splits.test_x, splits.test_y) if cfg.split == "test" else (splits.val_x, splits.val_y)
+    if tuple(x.shape[1:]) != tuple(run_cfg.model.input_shape):
+        raise DataError(f"{dc.name} images are {tuple(x.shape[1:])} but the model takes "
+                        f"{tuple(run_cfg.model.input_shape)}")
     k = len(splits.classes)
     ev = metrics.evaluate(model, x, y, cfg.batch_size, mean, std, num_classes=k)
     loss, acc, matrix = ev.loss, ev.accuracy, ev.confusion

@@ -20,19 +20,28 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import backend, nn
+from .nn.im2col import conv_outsize
 from .errors import ConfigError
 from .registry import Registry
+
+
+# A model file is data from anywhere (a checkpoint embeds one): sizes are bounded before any
+# weight or activation is allocated. 50M parameters is 230x the seed CNN.
+MAX_PARAMETERS = 50_000_000
+MAX_ACTIVATIONS = 16_000_000  # values per sample after any layer
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     """How a model-file entry becomes a layer: ``make(shape, args, model_cfg)`` with ``args``
-    limited to ``allowed`` keys; a bare number means ``{shorthand: number}``."""
+    limited to ``allowed`` keys; a bare number means ``{shorthand: number}``. ``size(shape,
+    args)`` gives ``(parameters, output values per sample)`` without building anything."""
 
     make: Callable
     allowed: tuple[str, ...] = ()
     shorthand: str | None = None
     ndim: int | None = None  # dimensions per sample the layer needs (3: images, 1: vectors)
+    size: Callable = lambda shape, args: (0, math.prod(shape))
 
 
 LAYERS = Registry("layer")
@@ -69,6 +78,23 @@ def _pool(cls):
     return make
 
 
+def _conv_size(shape, a):
+    kh, kw = _pair(_size(a, "kernel", 3))
+    sh, sw = _pair(_size(a, "stride", 1))
+    ph, pw = _pair(_size(a, "padding", 0, low=0))
+    out = _size(a, "out")
+    return out * shape[0] * kh * kw + out, out * conv_outsize(shape[1], kh, sh, ph) * conv_outsize(shape[2], kw, sw, pw)
+
+
+def _linear_size(shape, a):
+    out = _size(a, "out")
+    return shape[0] * out + out, out
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
 def _dropout(shape, a, cfg):
     p = a.get("p", cfg.dropout)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
@@ -80,8 +106,8 @@ def _batchnorm(shape, a, cfg):
     return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
 
 
-LAYERS.register("conv", LayerSpec(_conv, ("out", "kernel", "stride", "padding", "bias"), "out", 3))
-LAYERS.register("linear", LayerSpec(_linear, ("out", "bias"), "out", 1))
+LAYERS.register("conv", LayerSpec(_conv, ("out", "kernel", "stride", "padding", "bias"), "out", 3, _conv_size))
+LAYERS.register("linear", LayerSpec(_linear, ("out", "bias"), "out", 1, _linear_size))
 LAYERS.register("maxpool", LayerSpec(_pool(nn.MaxPool2d), ("kernel", "stride", "padding"), "kernel", 3))
 LAYERS.register("avgpool", LayerSpec(_pool(nn.AvgPool2d), ("kernel", "stride", "padding"), "kernel", 3))
 LAYERS.register("relu", LayerSpec(lambda shape, a, cfg: nn.ReLU()))
@@ -119,8 +145,15 @@ def build(cfg) -> nn.Sequential:
     ``num_classes``: every size is inferred by running a probe sample through the layers."""
     xp = backend.namespace("numpy")
     shape = tuple(cfg.input_shape)
+    if not (1 <= len(shape) <= 3 and all(isinstance(d, int) and 1 <= d <= 4096 for d in shape)) \
+            or math.prod(shape) > MAX_ACTIVATIONS:
+        raise ConfigError(f"model: input_shape must be 1 to 3 sizes from 1 to 4096 (e.g. [1, 28, 28]), got {list(shape)}")
+    if isinstance(cfg.num_classes, bool) or not 1 <= cfg.num_classes <= 100_000:
+        raise ConfigError(f"model: num_classes must be from 1 to 100000, got {cfg.num_classes}")
     probe = xp.zeros((1, *shape), dtype=xp.float32)
-    layers = []
+    layers, parameters = [], 0
+    if not cfg.layers:
+        raise ConfigError("model: the model file lists no layers")
     for position, spec in enumerate(cfg.layers):
         name, args = _parse(spec, position)
         layer_spec = LAYERS[name]
@@ -129,6 +162,12 @@ def build(cfg) -> nn.Sequential:
             raise ConfigError(f"model: layer {position} ({name}) needs a {layer_spec.ndim}-d input per sample, "
                               f"but gets shape {shape}{hint}")
         try:
+            params, values = layer_spec.size(shape, args)
+            parameters += params
+            if parameters > MAX_PARAMETERS or values > MAX_ACTIVATIONS:
+                raise ConfigError(f"the model would have {parameters:,} parameters and {values:,} values per "
+                                  f"sample after this layer; netlab refuses more than {MAX_PARAMETERS:,} and "
+                                  f"{MAX_ACTIVATIONS:,} (models.MAX_PARAMETERS, models.MAX_ACTIVATIONS)")
             layer = layer_spec.make(shape, args, cfg)
         except ConfigError as exc:
             raise ConfigError(f"model: layer {position} ({name}): {exc}") from None

@@ -154,6 +154,9 @@ class Optimizer:
             key, name = full[len("state."):].rsplit(".", 1)
             if key not in params:
                 raise KeyError(f"optimizer state for unknown parameter {key!r}")
+            if tuple(arr.shape) != tuple(params[key].shape):
+                raise ValueError(f"optimizer state {key}.{name} has shape {tuple(arr.shape)}, but the parameter "
+                                 f"has {tuple(params[key].shape)}")
             self.state.setdefault(key, {})[name] = backend.from_numpy(
                 xp, arr, dtype=params[key].dtype, device=self.model.device)
 

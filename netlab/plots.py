@@ -9,6 +9,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .outputs import atomic_write  # noqa: E402
+
+def save(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically (a crash never leaves half a picture), and free it."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
 COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 
 
@@ -33,8 +43,7 @@ def curves(rows: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
 
 
 def confusion(matrix, classes, path: Path, title: str = "") -> None:
@@ -52,5 +61,4 @@ def confusion(matrix, classes, path: Path, title: str = "") -> None:
     ax.set_yticks(range(k), classes, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)

@@ -6,7 +6,7 @@ The loop is :class:`netlab.training.Trainer`; this command only wires Hydra to i
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .app import command, user_errors
 from .config import validate
@@ -19,7 +19,7 @@ def train(cfg: DictConfig) -> float:
     """Train with ``cfg`` into Hydra's output folder; return the final validation accuracy
     (what sweepers optimise)."""
     checked = validate(cfg)
-    trainer = Trainer(checked, output_dir(), OmegaConf.to_yaml(cfg, resolve=True))
+    trainer = Trainer(checked, output_dir())
     if checked.train.resume:
         trainer.load(checked.train.resume)
     return trainer.fit()["val_accuracy"]

@@ -17,6 +17,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from . import backend, checkpoint, data, losses, metrics, models, nn, optim, plots
 from .config import Config
 from .errors import CheckpointError, DataError, DivergedError, Interrupted, NetlabError
@@ -37,11 +39,45 @@ class Counters:
     images: int = 0
 
 
+# What may differ between a run and the run it resumes: where and how it computes and reports,
+# never what it computes. Everything else (seed, data, model, optimizer, batch size, length) is pinned.
+RESUME_MAY_CHANGE = ("backend", "debug", "data.root", "data.download", "data.verify", "train.eval_every",
+                     "train.eval_batch_size", "train.checkpoint_every", "train.resume", "train.patience",
+                     "train.progress")
+
+
+LENGTH_FREE_SCHEDULES = ("constant", "step")  # their lr does not depend on the run's length
+
+
+def pinned_changes(saved: Config, current: Config) -> list[str]:
+    """``key: saved -> current`` for each pinned setting that differs."""
+    def flat(cfg):
+        return {k: v for k, v in _flatten(OmegaConf.to_container(OmegaConf.structured(cfg))).items()
+                if not k.startswith(RESUME_MAY_CHANGE)}
+
+    before, after = flat(saved), flat(current)
+    if saved.optimizer.schedule.name in LENGTH_FREE_SCHEDULES:  # extending such a run is meaningful
+        for key in ("train.epochs", "train.max_steps"):
+            before.pop(key), after.pop(key)
+    return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in sorted(before.keys() | after.keys())
+            if before.get(k) != after.get(k)]
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 class Trainer:
     """One training run: data, model and optimizer from ``cfg``; outputs into ``out``."""
 
-    def __init__(self, cfg: Config, out: Path, config_yaml: str = ""):
-        self.cfg, self.out, self.config_yaml = cfg, Path(out), config_yaml
+    def __init__(self, cfg: Config, out: Path):
+        self.cfg, self.out = cfg, Path(out)
         self.xp = xp = backend.namespace(cfg.backend.name)
         if cfg.backend.threads:
             backend.set_threads(cfg.backend.threads)
@@ -98,12 +134,18 @@ class Trainer:
             rngs={name: rng.state_dict() for name, rng in self.rngs.items()},
             counters=asdict(self.at), running=self.running.state_dict(), metrics=self.log.columns(),
             best_val=self.best_val, train_time_s=self.train_time, elapsed_s=self.elapsed(),
-            mean=self.mean, std=self.std, config=self.config_yaml)
+            mean=self.mean, std=self.std, config=OmegaConf.to_yaml(OmegaConf.structured(self.cfg)))
 
     def load(self, path) -> None:
         """Continue from the checkpoint at ``path`` (a run directory or a .npz file)."""
         path = checkpoint.resolve(path)
         ck = checkpoint.read(path)
+        changed = pinned_changes(checkpoint.run_config(ck, str(path)), self.cfg)
+        if changed:
+            raise CheckpointError(f"cannot resume from {path}: this run's settings differ from the run that wrote "
+                                  f"it ({'; '.join(changed)}). A resumed run must keep the seed, data, model, "
+                                  f"optimizer, batch size and length, or its results would mean nothing; "
+                                  f"resume with the same settings, or start a new run")
         self.resumed_from = path
         try:
             self.model.load_state_dict(ck.model)

@@ -64,8 +64,8 @@ def test_interrupt_during_write_keeps_the_previous_checkpoint(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"", "not a readable netlab checkpoint"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "not a readable netlab checkpoint"),
+    (b"", "not a netlab checkpoint: it is not an .npz archive"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "not a netlab checkpoint: it is not an .npz archive"),
     (None, "not found"),
 ])
 def test_what_is_not_a_checkpoint_is_refused(tmp_path, content, message):

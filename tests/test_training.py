@@ -21,7 +21,7 @@ def fit(tmp_path, *overrides, name="run"):
     out = tmp_path / name
     out.mkdir()
     cfg = small_config(*overrides)
-    trainer = training.Trainer(cfg, out, "")
+    trainer = training.Trainer(cfg, out)
     return trainer.fit(), out
 
 
@@ -160,7 +160,7 @@ def interrupted_run(tmp_path, monkeypatch, at_step=15):
 def resume(tmp_path, source, name="resumed", steps=None):
     out = tmp_path / name
     out.mkdir()
-    trainer = training.Trainer(small_config(*RESUME), out, "")
+    trainer = training.Trainer(small_config(*RESUME), out)
     trainer.load(source)
     if steps is not None:  # count the optimizer steps the resumed run takes
         real_step = trainer.opt.step
@@ -200,11 +200,28 @@ def test_resume_uses_what_the_checkpoint_holds(tmp_path, monkeypatch):
     assert rows(straight)[6:] != rows(resumed)[6:]
 
 
-def test_resume_with_another_model_is_refused(tmp_path):
+@pytest.mark.parametrize("change,named", [
+    ("model=mlp", "model.name: 'seed_cnn' -> 'mlp'"),
+    ("seed=1", "seed: 0 -> 1"),  # another seed re-splits validation: it would score on trained images
+    ("train.batch_size=16", "train.batch_size: 32 -> 16"),
+    ("data.val_fraction=0.2", "data.val_fraction: 0.1 -> 0.2"),
+    ("optimizer=adagrad", "optimizer.name: 'adam' -> 'adagrad'"),
+    ("data.augment.enabled=false", "data.augment.enabled: True -> False"),
+])
+def test_resume_with_other_settings_is_refused(tmp_path, change, named):
     fit(tmp_path, "train.max_steps=5", name="first")
-    trainer = training.Trainer(small_config("train.max_steps=10", "model=mlp"), tmp_path, "")
-    with pytest.raises(CheckpointError, match="different model"):
+    trainer = training.Trainer(small_config("train.max_steps=5", change), tmp_path / "second")
+    with pytest.raises(CheckpointError, match="settings differ") as err:
         trainer.load(tmp_path / "first")
+    assert named in str(err.value)
+
+
+def test_resume_may_change_where_and_how_often_it_reports(tmp_path):
+    fit(tmp_path, "train.max_steps=5", name="first")
+    trainer = training.Trainer(small_config("train.max_steps=5", "train.eval_every=2", "train.patience=3",
+                                            "backend=array_api_strict"), tmp_path / "second")
+    trainer.load(tmp_path / "first")
+    assert trainer.at.step == 5
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -225,7 +242,7 @@ def test_divergence_later_names_a_checkpoint_that_works(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     trainer = training.Trainer(small_config("optimizer=sgd", "optimizer.schedule.name=constant", "train.max_steps=100",
-                                            "train.checkpoint_every=3", "train.eval_every=50"), out, "")
+                                            "train.checkpoint_every=3", "train.eval_every=50"), out)
     real_step = trainer.opt.step
 
     def step():

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+
+MAX_FILE_BYTES = 50 << 20
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo; Pillow's own bomb limit is far higher
+
+
+def _gray(img) -> np.ndarray:
+    """Luminance in [0, 1] as float64, from any Pillow mode: 16-bit and float images keep their
+    range (Pillow's convert("L") clips 16-bit values above 255 to white), transparency is
+    composited on white paper."""
+    if img.mode.startswith("I;16"):
+        return np.asarray(img, dtype=np.float64) / 65535.0
+    if img.mode in ("I", "F"):  # 32-bit integers or floats: scale by the range the values use
+        a = np.asarray(img, dtype=np.float64)
+        top = float(np.nanmax(np.abs(a))) if a.size and not np.all(np.isnan(a)) else 1.0
+        scale = next((r for r in (1.0, 255.0, 65535.0) if top <= r and (r > 1.0 or img.mode == "F")), top)
+        return a / scale
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        from PIL import Image
+
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        canvas.alpha_composite(img.convert("RGBA"))
+        img = canvas
+    return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
 def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
@@ -14,21 +38,37 @@ def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
     with a light digit on black, as MNIST: dark-on-light images are inverted, the digit is
     cropped, scaled so its longer side is ``box`` pixels, and placed with its centre of
     mass at the centre."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path).expanduser()
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA") or "transparency" in img.info:
-                canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                canvas.alpha_composite(img.convert("RGBA"))
-                img = canvas
-            gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+        size_on_disk = path.stat().st_size
     except FileNotFoundError:
         raise DataError(f"image {path} not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: cannot read it as an image ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"image {path}: cannot read it ({exc.strerror})") from None
+    if not path.is_file():
+        raise DataError(f"image {path} is not a file")
+    if size_on_disk > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {size_on_disk:,} bytes; a digit image over {MAX_FILE_BYTES:,} bytes is refused")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise DataError(f"{path}: {img.width}x{img.height} pixels; images over {MAX_PIXELS:,} "
+                                    f"pixels are refused")
+                img.load()
+                img = ImageOps.exif_transpose(img)  # photos are stored sideways with an orientation tag
+                gray = _gray(img)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: the image is far larger than its file (a decompression bomb); refused") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
+    if not np.all(np.isfinite(gray)):
+        raise DataError(f"{path}: the image holds NaN or infinite values")
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 0.5:
         gray = 1.0 - gray  # dark ink on light paper
