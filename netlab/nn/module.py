@@ -54,14 +54,15 @@ class Module:
         """Parameters then buffers, as NumPy arrays, under PyTorch's names."""
         return {k: backend.to_numpy(v).copy() for k, v in {**self.params, **self.buffers}.items()}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Load arrays saved by :meth:`state_dict`; keys and shapes must match exactly."""
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
+        """Load arrays saved by :meth:`state_dict`; keys and shapes must match exactly.
+        ``prefix`` is this layer's key in its container, for error messages."""
         _check_keys(self.state_dict().keys(), state.keys())
         for store in (self.params, self.buffers):
             for k, old in store.items():
                 new = backend.to_numpy(state[k])
                 if tuple(new.shape) != tuple(old.shape):
-                    raise ValueError(f"shape mismatch for {k!r}: checkpoint has {tuple(new.shape)}, "
+                    raise ValueError(f"shape mismatch for {prefix + k!r}: checkpoint has {tuple(new.shape)}, "
                                      f"model expects {tuple(old.shape)}")
                 store[k] = self._move(new, float_=_is_float(old))
 
@@ -204,8 +205,8 @@ class Sequential(Module):
     def state_dict(self) -> dict:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state_dict().items()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, prefix: str = "") -> None:
         _check_keys(self.state_dict().keys(), state.keys())
         for i, layer in enumerate(self.layers):
-            prefix = f"{i}."
-            layer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            key = f"{i}."
+            layer.load_state_dict({k[len(key):]: v for k, v in state.items() if k.startswith(key)}, prefix + key)
