@@ -38,6 +38,9 @@ class Constant:
     def __call__(self, step: int, base_lr: float) -> float:
         return base_lr
 
+    def describe(self, base_lr: float) -> str:
+        return f"lr {base_lr:g}, constant"
+
 
 @SCHEDULES.register("step")
 class StepLR:
@@ -54,6 +57,9 @@ class StepLR:
 
     def __call__(self, step, base_lr):
         return base_lr * self.gamma ** (step // self.step_size)
+
+    def describe(self, base_lr: float) -> str:
+        return f"lr {base_lr:g}, times {self.gamma:g} every {self.step_size} steps (schedule step)"
 
 
 @SCHEDULES.register("cosine")
@@ -74,6 +80,10 @@ class Cosine:
             return base_lr * (step + 1) / self.warmup_steps
         t = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
+
+    def describe(self, base_lr: float) -> str:
+        warm = f"after {self.warmup_steps} warm-up steps, " if self.warmup_steps else ""
+        return f"lr {base_lr:g}, {warm}cosine decay to {self.min_lr:g} by step {self.total_steps} (schedule cosine)"
 
 
 @SCHEDULES.register("onecycle")
@@ -102,6 +112,12 @@ class OneCycle:
         else:
             lo, hi, t = base_lr, end, (step - peak) / (self.total_steps - 1 - peak)
         return hi + (lo - hi) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def describe(self, base_lr: float) -> str:
+        peak = max(0, round(self.pct_start * self.total_steps) - 1)
+        return (f"lr {base_lr:g} is the peak of a one-cycle schedule: {self(0, base_lr):.3g} at step 0, "
+                f"{base_lr:g} at step {peak}, {self(self.total_steps - 1, base_lr):.3g} at step "
+                f"{self.total_steps - 1} (optimizer.schedule.name=constant keeps lr fixed)")
 
 
 # ------------------------------------------------------------------------------ optimizers

@@ -9,8 +9,11 @@ improves. A run resumed from a checkpoint continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 import warnings
@@ -178,10 +181,11 @@ class Trainer:
         cfg = self.cfg
         self._started = time.perf_counter()
         self.log.open(self.out / "metrics.csv")
-        log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch)", cfg.model.name,
+        log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch); %s: %s", cfg.model.name,
                  cfg.backend.name, self.device, f"{self.model.num_parameters():,}", self.total_steps,
-                 cfg.train.batch_size, self.steps_per_epoch)
-        bar = _progress(cfg.train.progress, self.total_steps, self.at.step)
+                 cfg.train.batch_size, self.steps_per_epoch, cfg.optimizer.name,
+                 self.opt.schedule.describe(self.opt.base_lr))
+        bar = Progress(cfg.train.progress, self.total_steps, self.at.step)
         self.model.train()
         try:
             with warnings.catch_warnings():
@@ -218,7 +222,7 @@ class Trainer:
                 opt.step()
                 self.running.add(loss, logits, yb)
                 at.step, at.batch, at.images = at.step + 1, at.batch + 1, at.images + yb.shape[0]
-                bar.update(1)
+                bar.step(at.step, self.running)
                 last = at.step >= self.total_steps
                 evaluate = at.step % tc.eval_every == 0 or at.batch == self.steps_per_epoch or last
                 save = at.step % tc.checkpoint_every == 0 or last
@@ -291,9 +295,7 @@ class Trainer:
         line = (f"step {at.step:6d} epoch {epoch:5.2f} | " + " | ".join(
             f"{k} loss {results[k].loss:.4f} acc {100 * results[k].accuracy:6.2f}%" for k in metrics.SPLITS)
             + f" | reg loss {reg:.4f} | lr {lr:.2e} | {ips:,.0f} img/s")
-        bar.set_postfix_str(f"loss {train.loss:.3f} val {100 * results['val'].accuracy:.2f}%", refresh=False)
-        if bar.interactive:
-            bar.write(line)
+        bar.evaluated(train.loss, results["val"].accuracy)
         log.info(line)
         if results["val"].accuracy > self.best_val:
             self.best_val, at.best_step, at.evals_since_best = results["val"].accuracy, at.step, 0
@@ -318,6 +320,9 @@ class Trainer:
             "images_per_s": round(at.images / self.train_time, 1) if self.train_time else None,
             "backend": cfg.backend.name, "device": self.device, "model": cfg.model.name,
             "parameters": self.model.num_parameters(), "optimizer": cfg.optimizer.name,
+            "lr": cfg.optimizer.lr, "lr_schedule": self.opt.schedule.describe(self.opt.base_lr),
+            "reported_step": at.step,  # the test/val/train figures above are from this step
+            "test_accuracy_at_best_step": self.log.at(at.best_step).get("test", {}).get("accuracy"),
             "epochs": round(at.step / self.steps_per_epoch, 4), "steps": at.step,
             "batch_size": cfg.train.batch_size, "seed": cfg.seed, "dataset": cfg.data.name,
         }
@@ -330,26 +335,47 @@ class Trainer:
         return results
 
 
-class _Quiet:
-    """The progress bar's stand-in off a terminal."""
+class Progress:
+    """What a person at a terminal sees of the loop: a tqdm bar whose postfix shows the running
+    training loss, refreshed every ``every`` steps (one host sync per refresh, none per step),
+    and the log lines printed above the bar, once each, through tqdm's logging redirection.
+    Off a terminal (or with ``train.progress=false``) there is no bar and no extra sync."""
 
-    interactive = False
+    def __init__(self, enabled: bool, total: int, initial: int, every: int = 20):
+        self.every, self.bar, self._redirect = every, None, None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-    def update(self, n):
-        pass
+            # A terminal that reports a size of 0 (some pseudo-terminals) would get an invisible bar.
+            size = os.terminal_size((0, 0))
+            with contextlib.suppress(OSError):
+                size = os.get_terminal_size(sys.stderr.fileno())
+            known = size.columns > 0 and size.lines > 0
+            fallback = shutil.get_terminal_size()
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=known,
+                            ncols=None if known else fallback.columns, nrows=None if known else fallback.lines)
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+        self.val = ""
 
-    def set_postfix_str(self, *a, **k):
-        pass
+    def step(self, step: int, running: metrics.Running) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if step % self.every == 0 and running.count:
+            self._show(running.total_loss() / running.count)
 
-    def close(self):
-        pass
+    def evaluated(self, train_loss: float, val_accuracy: float) -> None:
+        if self.bar is not None:
+            self.val = f" val {100 * val_accuracy:.2f}%"
+            self._show(train_loss)
 
+    def _show(self, loss: float) -> None:
+        self.bar.set_postfix_str(f"loss {loss:.4f}{self.val}", refresh=False)
 
-def _progress(enabled: bool, total: int, initial: int):
-    if not (enabled and sys.stderr.isatty()):
-        return _Quiet()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-    bar.interactive = True
-    return bar
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self._redirect.__exit__(None, None, None)
+            self.bar = None

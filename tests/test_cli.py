@@ -151,3 +151,50 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     for part in ("model", "optimizer"):
         for k, v in getattr(a, part).items():
             np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=k)
+
+
+def run_on_a_terminal(args, cwd, size=(40, 160), timeout=120) -> str:
+    """Run ``python -m ARGS`` with stdout and stderr on a pseudo-terminal of ``size`` (rows,
+    columns; (0, 0) as some terminals report); returns what it showed."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env, stdin=slave, stdout=slave,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks, deadline = [], time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("size", [(40, 160), (0, 0)])
+def test_a_terminal_shows_each_evaluation_once_and_a_live_loss(tmp_path, size):
+    shown = run_on_a_terminal(["netlab.train", *SMALL[:-1], "train.epochs=3", "train.max_steps=45",
+                               "train.eval_every=15", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, size)
+    for step in (15, 17, 30, 34, 45):  # every 15 steps and at each epoch's end (17 batches an epoch)
+        assert shown.count(f"step {step:6d} epoch") == 1, shown
+    assert "20/45" in shown and "40/45" in shown and "step/s" in shown  # tqdm's bar itself
+    bar_at_40 = shown.split("40/45")[1].split("]")[0]
+    assert ", loss " in bar_at_40  # the live training loss, refreshed between evaluations
+    assert "lr 0.003 is the peak of a one-cycle schedule" in shown
