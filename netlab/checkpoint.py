@@ -162,10 +162,16 @@ def _prefixed(st: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in st.items() if k.startswith(prefix)}
 
 
-def resolve(path) -> Path:
-    """``path`` itself, or ``path/checkpoints/last.npz`` when it is a run directory."""
+def resolve(path, which: str = "last") -> Path:
+    """``path`` itself, or ``path/checkpoints/<which>.npz`` (which: last or best) when it is a run directory."""
     path = Path(path).expanduser()
-    return path / "checkpoints" / "last.npz" if path.is_dir() else path
+    return path / "checkpoints" / f"{which}.npz" if path.is_dir() else path
+
+
+def run_dir(path: Path) -> Path | None:
+    """The run folder a checkpoint file belongs to (``RUN/checkpoints/x.npz`` -> ``RUN``), if any."""
+    path = Path(path)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def write(path, checkpoint: Checkpoint) -> Path:
@@ -175,15 +181,15 @@ def write(path, checkpoint: Checkpoint) -> Path:
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def read_arrays(path) -> dict:
+def read_arrays(path, which: str = "last") -> dict:
     """The arrays of the checkpoint at ``path`` (a run directory or a .npz file).
 
     A checkpoint may come from anywhere, so it is read as data: the archive's directory and
     every array's header first (names, dtypes, shapes, sizes, all bounded), no pickles, and only
     then the arrays themselves."""
-    path = resolve(path)
+    path = resolve(path, which)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; give a run directory (with checkpoints/last.npz) "
+        raise CheckpointError(f"checkpoint {path} not found; give a run directory (with checkpoints/{which}.npz) "
                               f"or a .npz file")
     try:
         if not zipfile.is_zipfile(path):
@@ -229,15 +235,15 @@ def _check_directory(path, archive: zipfile.ZipFile) -> None:
             raise CheckpointError(f"{path}: {info.filename} claims shape {shape}, more than the archive holds")
 
 
-def read(path) -> Checkpoint:
-    """The :class:`Checkpoint` at ``path`` (a run directory or a .npz file)."""
-    return Checkpoint.from_arrays(read_arrays(path), str(resolve(path)))
+def read(path, which: str = "last") -> Checkpoint:
+    """The :class:`Checkpoint` at ``path`` (a run directory, whose ``which`` checkpoint is read, or a .npz file)."""
+    return Checkpoint.from_arrays(read_arrays(path, which), str(resolve(path, which)))
 
 
-def load_model(path, xp):
+def load_model(path, xp, which: str = "last"):
     """``(model, config, mean, std)`` from a checkpoint: the model in eval mode on namespace
     ``xp``, the run's validated config, and the normalisation it trained with."""
-    path = resolve(path)
+    path = resolve(path, which)
     ck = read(path)
     cfg = run_config(ck, str(path))
     try:

@@ -234,9 +234,11 @@ class SourceDataConfig:
 @dataclass
 class EvaluateConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
-    checkpoint: Optional[str] = None  # a run directory (its checkpoints/last.npz) or a .npz file
+    checkpoint: Optional[str] = None  # a run directory, or a .npz file
+    which: str = "best"               # of a run directory: best (chosen on validation) or last
     split: str = "test"               # test or val
     batch_size: int = 500
+    out: Optional[str] = None         # folder for the outputs; default: the run folder, or beside the .npz
     data: SourceDataConfig = field(default_factory=SourceDataConfig)
     debug: bool = False
 
@@ -244,13 +246,15 @@ class EvaluateConfig:
         _check(self.checkpoint not in (None, ""), "checkpoint", "the model to evaluate: checkpoint=PATH (a run "
                "directory or a .npz file)", self.checkpoint)
         _check(self.split in ("test", "val"), "split", "'test' or 'val'", self.split)
+        _check(self.which in ("best", "last"), "which", "'best' or 'last'", self.which)
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
 
 
 @dataclass
 class PredictConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
-    checkpoint: Optional[str] = None  # a run directory (its checkpoints/last.npz) or a .npz file
+    checkpoint: Optional[str] = None  # a run directory (its best checkpoint), or a .npz file
+    which: str = "best"               # of a run directory: best or last
     image: Optional[str] = None       # PNG, JPEG, ... any size; dark-on-light or light-on-dark
     top: int = 3                      # how many classes to list
     json: bool = False                # print one JSON line instead
@@ -260,6 +264,7 @@ class PredictConfig:
         _check(self.checkpoint not in (None, "") and self.image not in (None, ""), "checkpoint and image",
                "given: checkpoint=PATH image=FILE.png", (self.checkpoint, self.image))
         _check(self.top >= 1, "top", "an integer >= 1", self.top)
+        _check(self.which in ("best", "last"), "which", "'best' or 'last'", self.which)
 
 
 @dataclass

@@ -1,28 +1,29 @@
-"""``python -m netlab.evaluate checkpoint=PATH``: test loss and accuracy, per-class accuracy and
-the confusion matrix (printed, and as confusion.png) of a saved model."""
+"""``python -m netlab.evaluate checkpoint=RUN_DIR``: test loss and accuracy, per-class accuracy
+and the confusion matrix of a saved model (its best checkpoint unless ``which=last``), printed
+and written into the run folder as ``evaluation_best_test.json`` and ``confusion_best_test.png``."""
 
 from __future__ import annotations
 
-import logging
+import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from . import backend, data, metrics, plots
+from . import backend, checkpoint, data, metrics, plots
 from .app import command, user_errors
-from .checkpoint import load_model, resolve
 from .config import EvaluateConfig, validate
 from .errors import DataError
-from .outputs import output_dir, write_json
-
-log = logging.getLogger("netlab.evaluate")
+from .outputs import write_json
 
 
 @user_errors
 def evaluate(raw: DictConfig) -> dict:
     cfg = validate(raw, EvaluateConfig)
     xp = backend.namespace(cfg.backend.name)
-    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
+    path = checkpoint.resolve(cfg.checkpoint, cfg.which)
+    model, run_cfg, mean, std = checkpoint.load_model(path, xp)
+    step = checkpoint.read(path).counters["step"]
     # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.
     dc = run_cfg.data
     splits = data.load(xp, dc.name, cfg.data.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
@@ -35,21 +36,23 @@ def evaluate(raw: DictConfig) -> dict:
     ev = metrics.evaluate(model, x, y, cfg.batch_size, mean, std, num_classes=k)
     loss, acc, matrix = ev.loss, ev.accuracy, ev.confusion
     per_class = [float(matrix[i, i] / max(1, matrix[i].sum())) for i in range(k)]
-    out = output_dir()
-    result = {"checkpoint": str(resolve(cfg.checkpoint)), "split": cfg.split, "dataset": dc.name,
+    result = {"checkpoint": str(path), "step": step, "split": cfg.split, "dataset": dc.name,
               "backend": cfg.backend.name, f"{cfg.split}_loss": loss, f"{cfg.split}_accuracy": acc,
               "per_class_accuracy": dict(zip(splits.classes, per_class)), "confusion_matrix": matrix.tolist()}
-    write_json(out / "evaluation.json", result)
-    plots.confusion(matrix.tolist(), list(splits.classes), out / "confusion.png",
-                    f"{run_cfg.model.name} on {dc.name} {cfg.split}: {100 * acc:.2f}%")
+    out = Path(cfg.out) if cfg.out else (checkpoint.run_dir(path) or path.parent)
+    tag = f"{path.stem}_{cfg.split}"  # best_test, last_val, ...: evaluating one never overwrites another
+    json_path = write_json(out / f"evaluation_{tag}.json", result)
+    png_path = out / f"confusion_{tag}.png"
+    plots.confusion(matrix.tolist(), list(splits.classes), png_path,
+                    f"{run_cfg.model.name} ({path.stem}, step {step}) on {dc.name} {cfg.split}: {100 * acc:.2f}%")
     print(report(result, splits.classes, matrix))
-    log.info("wrote %s and %s", out / "evaluation.json", out / "confusion.png")
+    print(f"wrote {json_path} and {png_path}", file=sys.stderr)
     return result
 
 
 def report(result, classes, matrix) -> str:
     split = result["split"]
-    lines = [f"{split} loss {result[f'{split}_loss']:.4f}, {split} accuracy "
+    lines = [f"{result['checkpoint']} (step {result['step']}): {split} loss {result[f'{split}_loss']:.4f}, {split} accuracy "
              f"{100 * result[f'{split}_accuracy']:.2f}% ({int(matrix.trace())}/{int(matrix.sum())})", "",
              "class        accuracy   count"]
     for name, acc, row in zip(classes, result["per_class_accuracy"].values(), matrix):

@@ -22,7 +22,7 @@ from .errors import CheckpointError, ConfigError
 def predict(raw: DictConfig) -> dict:
     cfg = validate(raw, PredictConfig)
     xp = backend.namespace(cfg.backend.name)
-    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp)
+    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp, cfg.which)
     channels, height, width = (list(run_cfg.model.input_shape) + [0, 0])[:3]
     if channels != 1 or height != width:
         raise ConfigError(f"predict handles models of square grayscale images; this one takes "

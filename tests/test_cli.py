@@ -60,21 +60,28 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_evaluate_reports_what_training_measured(trained, tmp_path):
-    done = cli("netlab.evaluate", f"checkpoint={trained}", f"data.root={FIXTURE}",
-               f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+@pytest.mark.parametrize("which", ["best", "last"])
+def test_evaluate_reports_what_training_measured_beside_the_run(trained, tmp_path, which):
+    args = [f"checkpoint={trained}", f"data.root={FIXTURE}"] + ([] if which == "best" else ["which=last"])
+    done = cli("netlab.evaluate", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    result = json.loads((trained / f"evaluation_{which}_test.json").read_text())
     expected = json.loads((trained / "results.json").read_text())
-    assert result["test_accuracy"] == pytest.approx(expected["test_accuracy"])
-    assert result["test_loss"] == pytest.approx(expected["test_loss"])
+    if which == "best":  # chosen on validation, so its test accuracy is the one at the best step
+        assert result["step"] == expected["best_step"]
+        assert result["test_accuracy"] == pytest.approx(expected["test_accuracy_at_best_step"])
+    else:
+        assert result["step"] == expected["reported_step"]
+        assert result["test_accuracy"] == pytest.approx(expected["test_accuracy"])
+        assert result["test_loss"] == pytest.approx(expected["test_loss"])
     matrix = np.array(result["confusion_matrix"])
     _, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
     assert matrix.sum() == 200 and np.array_equal(matrix.sum(axis=1), np.bincount(labels, minlength=10))
-    assert np.trace(matrix) == round(200 * expected["test_accuracy"])
+    assert np.trace(matrix) == round(200 * result["test_accuracy"])
     per_class = [matrix[i, i] / matrix[i].sum() for i in range(10)]
     assert list(result["per_class_accuracy"].values()) == pytest.approx(per_class)
-    assert (tmp_path / "eval" / "confusion.png").exists() and "confusion matrix" in done.stdout
+    assert (trained / f"confusion_{which}_test.png").exists() and "confusion matrix" in done.stdout
+    assert not (tmp_path / "outputs").exists()  # nothing left where the command ran
 
 
 def drawn(image: np.ndarray, dark_on_light: bool) -> Image.Image:
@@ -96,7 +103,7 @@ def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
     assert answer["class"] == str(labels[0]) and sum(answer["probabilities"].values()) <= 1.0 + 1e-6
     assert not (tmp_path / "outputs").exists()  # predict leaves no run directory behind
     # the probabilities are the model's on the prepared, normalised digit (computed here in float64)
-    model, _, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"))
+    model, _, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"), "best")
     model.to(backend.namespace("numpy"), dtype=np.float64)
     x = (load_digit(tmp_path / "digit.png").astype(np.float64)[None, None] - mean) / std
     logits = backend.to_numpy(model.forward(x))[0]

@@ -249,7 +249,7 @@ def test_an_interrupted_run_continues_in_its_own_folder(tmp_path):
 def test_default_output_folders_tell_apart_runs_of_the_same_second():
     from omegaconf import OmegaConf
 
-    for name in ("config", "evaluate", "bench"):
+    for name in ("config", "bench"):  # evaluate writes into the run folder, predict nowhere
         hydra_cfg = OmegaConf.load(ROOT / "conf" / f"{name}.yaml").hydra
         assert OmegaConf.to_container(hydra_cfg)["run"]["dir"].endswith("%H-%M-%S.%f}"), name
     assert OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "config.yaml").hydra)["sweep"]["dir"].endswith(".%f}")
@@ -568,7 +568,7 @@ APP_ARGUMENTS = [
     ("predict", ["image={tmp}/text.png"], "cannot read it as an image"),
     ("predict", ["image={tmp}/blank.png"], "no digit found"),
     ("predict", ["checkpoint={digit}"], "not an .npz archive"),
-    ("predict", ["checkpoint={tmp}"], "checkpoint {tmp}/checkpoints/last.npz not found"),
+    ("predict", ["checkpoint={tmp}"], "checkpoint {tmp}/checkpoints/best.npz not found"),
     ("predict", ["checkpoint={tmp}/missing.npz"], "missing.npz not found"),
     ("evaluate", ["batch_size=0"], "batch_size must be an integer >= 1"),
     ("evaluate", ["batch_size=-5"], "batch_size must be an integer >= 1"),
@@ -806,6 +806,7 @@ def hostile_run(run, tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp / "run" / "checkpoints"
     folder.mkdir(parents=True)
     tampered(run, tmp, change).rename(folder / "last.npz")
+    (folder / "best.npz").write_bytes((folder / "last.npz").read_bytes())
     return folder.parent, evil
 
 
