@@ -35,7 +35,7 @@ def _check(ok: bool, key: str, rule: str, value) -> None:
 
 @dataclass
 class BackendConfig:
-    name: str = "numpy"
+    name: str = "numpy"            # numpy (CPU), cupy (CUDA GPU), torch or array_api_strict
     threads: Optional[int] = None  # BLAS threads on the CPU; None keeps the library's default
 
     def __post_init__(self):
@@ -45,9 +45,9 @@ class BackendConfig:
 
 @dataclass
 class AugmentConfig(Augment):
-    enabled: bool = True
+    enabled: bool = True  # augment the training images (never validation or test)
     mode: str = "online"  # online: fresh transforms every batch; offline: `copies` per image, made once
-    copies: int = 2
+    copies: int = 2       # offline mode: augmented copies of each training image
 
     def __post_init__(self):
         try:
@@ -63,13 +63,13 @@ class AugmentConfig(Augment):
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"
+    name: str = "mnist"         # mnist or fashion_mnist
     root: Optional[str] = None  # folder with the four IDX files; None: $NETLAB_DATA/<name> or the cache
-    download: bool = True
-    verify: bool = True
-    val_fraction: float = 0.1
+    download: bool = True       # fetch missing files (into root, or netlab's cache)
+    verify: bool = True         # compare with the official files' SHA-256
+    val_fraction: float = 0.1   # training images held out for validation, before any augmentation
     normalize: bool = True      # zero mean, unit variance from training statistics; off: pixels in [0, 1]
-    shuffle: bool = True
+    shuffle: bool = True        # a new order of the training images every epoch
     limit: Optional[int] = None  # keep only the first images of each file (smoke runs)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -83,11 +83,11 @@ class DataConfig:
 class ModelConfig:
     """A model file (``conf/model/*.yaml``): its layers are data, so there is no default model here."""
 
-    name: str = MISSING
+    name: str = MISSING         # the model file's name (model=seed_cnn, lenet5, mlp, bn_cnn, or yours)
     dropout: float = 0.0        # the p of every `dropout` layer that gives none
-    input_shape: List[int] = field(default_factory=lambda: [1, 28, 28])
-    num_classes: int = 10
-    layers: List[Any] = MISSING
+    input_shape: List[int] = field(default_factory=lambda: [1, 28, 28])  # channels, height, width
+    num_classes: int = 10       # scores the last layer gives; must equal the dataset's classes
+    layers: List[Any] = MISSING  # the model file's list of layers (conf/model/*.yaml)
 
     def __post_init__(self):
         _check(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
@@ -97,12 +97,12 @@ class ModelConfig:
 class ScheduleConfig:
     name: str = "onecycle"  # warm up to lr over pct_start of the steps, then anneal; constant: lr stays
     step_size: int = 1000   # step: multiply lr by gamma every step_size steps
-    gamma: float = 0.1
+    gamma: float = 0.1      # step: the factor
     warmup_steps: int = 0   # cosine: linear warm-up, then decay to min_lr
-    min_lr: float = 0.0
+    min_lr: float = 0.0     # cosine: the lr it ends at
     pct_start: float = 0.3  # onecycle: fraction of the steps spent rising to lr
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
+    div_factor: float = 25.0        # onecycle: it starts at lr / div_factor
+    final_div_factor: float = 1e4   # onecycle: it ends at lr / (div_factor * final_div_factor)
 
     def __post_init__(self):
         _check(self.name in SCHEDULES, "optimizer.schedule.name", f"one of {tuple(SCHEDULES)}", self.name)
@@ -114,8 +114,8 @@ class ScheduleConfig:
 class OptimizerConfig:
     """What every optimizer has; each optimizer's own schema below adds its fields and defaults."""
 
-    name: str = MISSING
-    lr: float = MISSING
+    name: str = MISSING        # chosen with optimizer=sgd, momentum, adam, adagrad or rmsprop
+    lr: float = MISSING        # the learning rate; with the one-cycle schedule, its peak
     weight_decay: float = 0.0  # L2: weight_decay * p is added to the gradient
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
@@ -131,8 +131,8 @@ class OptimizerConfig:
 class SGDConfig(OptimizerConfig):
     name: str = "sgd"
     lr: float = 0.05
-    momentum: float = 0.0
-    nesterov: bool = False
+    momentum: float = 0.0      # heavy-ball momentum; the first buffer is the gradient
+    nesterov: bool = False     # Nesterov momentum (needs momentum > 0)
 
     def __post_init__(self):
         super().__post_init__()
@@ -152,8 +152,8 @@ class MomentumConfig(SGDConfig):
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
     lr: float = 0.003
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # decay of the two moments
+    eps: float = 1e-8          # added to the root of the second moment
 
     def __post_init__(self):
         super().__post_init__()
@@ -166,7 +166,7 @@ class AdamConfig(OptimizerConfig):
 class AdagradConfig(OptimizerConfig):
     name: str = "adagrad"
     lr: float = 0.01
-    eps: float = 1e-10
+    eps: float = 1e-10         # added outside the square root of the summed squares
 
     def __post_init__(self):
         super().__post_init__()
@@ -177,9 +177,9 @@ class AdagradConfig(OptimizerConfig):
 class RMSpropConfig(OptimizerConfig):
     name: str = "rmsprop"
     lr: float = 0.001
-    alpha: float = 0.99
-    eps: float = 1e-8
-    momentum: float = 0.0
+    alpha: float = 0.99        # decay of the squared-gradient average
+    eps: float = 1e-8          # added outside the square root, as PyTorch
+    momentum: float = 0.0      # momentum on the scaled step
 
     def __post_init__(self):
         super().__post_init__()
@@ -193,13 +193,13 @@ OPTIMIZER_CONFIGS = {c.name: c for c in (SGDConfig, MomentumConfig, AdamConfig, 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 2
-    batch_size: int = 64
-    max_steps: Optional[int] = None
-    eval_every: int = 250
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 250
-    resume: Optional[str] = None  # a run directory or a checkpoint .npz
+    epochs: int = 2               # passes over the training images
+    batch_size: int = 64          # images per step
+    max_steps: Optional[int] = None  # stop after this many steps, if that comes before the last epoch
+    eval_every: int = 250         # steps between train/val/test evaluations (and at each epoch's end)
+    eval_batch_size: int = 1000   # images per forward pass when evaluating
+    checkpoint_every: int = 250   # steps between checkpoints/last.npz
+    resume: Optional[str] = None  # a run directory or a checkpoint .npz to continue from
     patience: int = 0             # stop after this many evaluations without a better val accuracy; 0: off
     progress: bool = True         # a progress bar on a terminal (plain log lines otherwise)
 
@@ -217,7 +217,7 @@ class Config:
     model: ModelConfig = MISSING  # conf/config.yaml picks seed_cnn
     optimizer: OptimizerConfig = field(default_factory=AdamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
+    seed: int = 0        # initial weights, the validation split, shuffling, dropout and augmentation
     debug: bool = False  # show tracebacks for user errors
 
 
@@ -255,13 +255,13 @@ class PredictConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     checkpoint: Optional[str] = None  # a run directory (its best checkpoint), or a .npz file
     which: str = "best"               # of a run directory: best or last
-    image: Optional[str] = None       # PNG, JPEG, ... any size; dark-on-light or light-on-dark
+    image: Any = None                 # a file, a folder, a glob or a list of them: PNG, JPEG, ..., either polarity
     top: int = 3                      # how many classes to list
     json: bool = False                # print one JSON line instead
     debug: bool = False
 
     def __post_init__(self):
-        _check(self.checkpoint not in (None, "") and self.image not in (None, ""), "checkpoint and image",
+        _check(self.checkpoint not in (None, "") and self.image not in (None, "", []), "checkpoint and image",
                "given: checkpoint=PATH image=FILE.png", (self.checkpoint, self.image))
         _check(self.top >= 1, "top", "an integer >= 1", self.top)
         _check(self.which in ("best", "last"), "which", "'best' or 'last'", self.which)
@@ -302,6 +302,66 @@ def schema() -> DictConfig:
     return node
 
 
+def _comments(cls) -> dict[str, str]:
+    """``field -> the comment beside it`` in the dataclasses' source: the schema's comments are
+    the keys' descriptions in ``--help``, so each is written once."""
+    import inspect
+    import re
+
+    out = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        for line in inspect.getsource(klass).splitlines():
+            match = re.match(r"\s+(\w+): [^#]*?#\s*(.+)$", line)
+            if match:
+                out[match.group(1)] = match.group(2).strip()
+    return out
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else MISSING
+
+
+def _key_lines(cls, prefix: str, only=None) -> list[str]:
+    """``  key (default ...): description`` for every field of ``cls`` (recursively), or of ``only``."""
+    import typing
+
+    hints, comments, lines = typing.get_type_hints(cls), _comments(cls), []
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines += _key_lines(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        value = _default(f)
+        default = "" if value == MISSING else f" (default {value!r})"
+        lines.append(f"  {prefix}{f.name}{default}" + (f": {comments[f.name]}" if f.name in comments else ""))
+    return lines
+
+
+def help_template() -> str:
+    """``python -m netlab.train --help``: the groups, every key with its description and default,
+    and the composed config."""
+    keys = []
+    for name, cls in (("backend", BackendConfig), ("data", DataConfig), ("train", TrainConfig),
+                      ("model", ModelConfig), ("optimizer", OptimizerConfig)):
+        keys += [line for line in _key_lines(cls, f"{name}.") if "model.layers" not in line]
+    common = {f.name for f in dataclasses.fields(OptimizerConfig)}
+    for name, cls in OPTIMIZER_CONFIGS.items():
+        own = [f.name for f in dataclasses.fields(cls) if f.name not in common or f.name == "lr"]
+        keys += [line.replace(f"optimizer.{field} (", f"optimizer.{field} (optimizer={name}, ")
+                 for line, field in zip(_key_lines(cls, "optimizer.", own), own)]
+    keys += _key_lines(Config, "", ("seed", "debug"))
+    return "\n".join([
+        "netlab-train (python -m netlab.train): train one model; -m sweeps.", "",
+        "== Groups (group=option) ==", "$APP_CONFIG_GROUPS", "",
+        "== Keys (key=value) ==", *(k.replace("$", "$$") for k in keys), "",  # $ is the template's
+        "== This run's config ==", "$CONFIG",
+        "Exit status: 0 done, 2 bad input, 130 interrupted, 1 a crash (a bug). See README.md.",
+    ])
+
+
 def register() -> None:
     """Store the schema (``netlab_schema``) and every group option in Hydra's ConfigStore."""
     cs = ConfigStore.instance()
@@ -313,6 +373,8 @@ def register() -> None:
     for name, cls in OPTIMIZER_CONFIGS.items():
         cs.store(group="optimizer", name=name, node=cls)
     cs.store(group="train", name="default", node=TrainConfig)
+    cs.store(group="hydra/help", name="netlab", node={"app_name": "netlab-train", "header": "", "footer": "",
+                                                       "template": help_template()})
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     bench = OmegaConf.structured(BenchConfig)

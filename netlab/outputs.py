@@ -83,3 +83,23 @@ class RunFolder:
         if self._file is not None:
             self._file.close()  # releases the lock
             self._file = None
+
+
+HYDRA_BOOKKEEPING = {".hydra", ".netlab.lock"}
+
+
+def discard_if_bare(path, log_name: str) -> bool:
+    """Remove the run folder ``path`` when it holds nothing but Hydra's bookkeeping (``.hydra/``,
+    the job's log) and netlab's lock: a run refused before its first step leaves no empty
+    folder behind. Anything else in it, and the folder stays. Returns True if removed."""
+    import shutil
+
+    path = Path(path)
+    if not path.is_dir() or any(p.name not in HYDRA_BOOKKEEPING | {log_name} for p in path.iterdir()):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        path.parent.rmdir()  # the date folder, if this was its only run
+    except OSError:
+        pass
+    return True

@@ -35,8 +35,8 @@ def curves(rows: list[dict], path: Path, title: str = "") -> None:
     ax_loss.set(xlabel="iteration", ylabel="loss", title="loss", yscale="log")
     ax_acc.set(xlabel="iteration", ylabel="accuracy (%)", title="accuracy")
     accs = [100 * r["accuracy"] for r in rows]
-    if accs:
-        ax_acc.set_ylim(max(min(accs), max(accs) - 10), 100)
+    if accs:  # every point shown, the early ones included
+        ax_acc.set_ylim(max(0.0, min(accs) - 1), 100)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -6,11 +6,14 @@ The loop is :class:`netlab.training.Trainer`; this command only wires Hydra to i
 from __future__ import annotations
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from .app import command, user_errors
 from .config import validate
-from .outputs import output_dir
+from .errors import NetlabError
+from .outputs import discard_if_bare, output_dir
 from .training import Trainer
 
 
@@ -18,11 +21,17 @@ from .training import Trainer
 def train(cfg: DictConfig) -> float:
     """Train with ``cfg`` into Hydra's output folder; return the final validation accuracy
     (what sweepers optimise)."""
-    checked = validate(cfg)
-    trainer = Trainer(checked, output_dir())
-    if checked.train.resume:
-        trainer.load(checked.train.resume)
-    return trainer.fit()["val_accuracy"]
+    out = output_dir()
+    try:
+        checked = validate(cfg)
+        trainer = Trainer(checked, out)
+        if checked.train.resume:
+            trainer.load(checked.train.resume)
+        return trainer.fit()["val_accuracy"]
+    except NetlabError:
+        if HydraConfig.get().mode == RunMode.RUN:  # a sweep keeps its failed job's folder
+            discard_if_bare(out, f"{HydraConfig.get().job.name}.log")
+        raise
 
 
 @command

@@ -335,6 +335,10 @@ def run_pytest(copy: Path, tests: list[str], timeout: float):
         out, _ = proc.communicate()
         return "TIMEOUT", time.perf_counter() - t0, out
     seconds = time.perf_counter() - t0
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the tests started and left running
+    except ProcessLookupError:
+        pass
     status = {0: "SURVIVED", 1: "CAUGHT"}.get(proc.returncode, "ERROR")
     if status == "ERROR":
         out = f"pytest exit status {proc.returncode}\n{out}"

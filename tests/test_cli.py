@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,20 +178,25 @@ def run_on_a_terminal(args, cwd, size=(40, 160), timeout=120) -> str:
                             stderr=slave, close_fds=True)
     os.close(slave)
     chunks, deadline = [], time.time() + timeout
-    while time.time() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
+    try:
+        while time.time() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
                 break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
     assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
     return b"".join(chunks).decode(errors="replace")
 
@@ -205,3 +211,72 @@ def test_a_terminal_shows_each_evaluation_once_and_a_live_loss(tmp_path, size):
     bar_at_40 = shown.split("40/45")[1].split("]")[0]
     assert ", loss " in bar_at_40  # the live training loss, refreshed between evaluations
     assert "lr 0.003 is the peak of a one-cycle schedule" in shown
+
+
+def test_predict_answers_each_image_of_a_folder_a_glob_or_a_list(trained, tmp_path):
+    images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    folder = tmp_path / "my digits"
+    folder.mkdir()
+    for i in range(3):
+        drawn(images[i], dark_on_light=bool(i % 2)).save(folder / f"digit {i}.png")
+    (folder / "a=b.png").write_bytes((folder / "digit 0.png").read_bytes())
+    (folder / "notes.txt").write_text("not an image, not listed")
+
+    def answers(*image_args):
+        done = cli("netlab.predict", f"checkpoint={trained}", *image_args, "json=true", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    by_folder = answers(f"image={folder}")
+    assert [Path(a["image"]).name for a in by_folder] == ["a=b.png", "digit 0.png", "digit 1.png", "digit 2.png"]
+    assert [a["class"] for a in by_folder[1:]] == [str(labels[i]) for i in range(3)]
+    assert answers(f"image={folder}/digit ?.png") == by_folder[1:]  # a glob
+    # the README's quoting rule: quote a path holding = , [ ] or quotes inside the override
+    assert answers(f"image=['{folder}/a=b.png','{folder}/digit 2.png']") == [by_folder[0], by_folder[3]]
+
+
+def test_predict_reports_unreadable_images_and_answers_the_rest(trained, tmp_path):
+    images, _ = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    drawn(images[0], True).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_text("junk")
+    done = cli("netlab.predict", f"checkpoint={trained}", f"image={tmp_path}", "json=true", cwd=tmp_path)
+    assert done.returncode == 2
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [("error" in r, Path(r["image"]).name) for r in records] == [(True, "bad.png"), (False, "good.png")]
+    assert "1 of 2 images could not be read" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_with_nothing_to_read(trained, tmp_path):
+    done = cli("netlab.predict", f"checkpoint={trained}", f"image={tmp_path}/*.png", cwd=tmp_path)
+    assert done.returncode == 2 and "no images found" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["optimizer.lr=-1"], ["data.root=/nonexistent", "data.download=false"],
+                                  ["model.layers=[flatten,{linear:3}]"]])
+def test_a_refused_run_leaves_no_empty_output_folder(tmp_path, args):
+    done = cli("netlab.train", *args, cwd=tmp_path)
+    assert done.returncode == 2
+    leftovers = list((tmp_path / "outputs").rglob("*")) if (tmp_path / "outputs").exists() else []
+    assert leftovers == []
+
+
+def test_a_refused_run_never_removes_a_folder_with_other_files(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    done = cli("netlab.train", "optimizer.lr=-1", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 2 and (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+def test_help_describes_every_key(tmp_path):
+    from netlab.config import OPTIMIZER_CONFIGS
+
+    done = cli("netlab.train", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    keys = [line.strip() for line in done.stdout.split("== Keys (key=value) ==")[1].split("==")[0].splitlines()
+            if line.strip()]
+    assert all(": " in line for line in keys), [line for line in keys if ": " not in line]
+    for name, cls in OPTIMIZER_CONFIGS.items():
+        assert f"optimizer.lr (optimizer={name}, default {cls.lr!r})" in done.stdout
+    assert "train.epochs (default 2): passes over the training images" in done.stdout
+    sgd = cli("netlab.train", "optimizer=sgd", "--help", cwd=tmp_path).stdout.split("== This run's config ==")[1]
+    assert "momentum: 0.0" in sgd and "betas" not in sgd  # only the chosen optimizer's fields

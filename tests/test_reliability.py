@@ -725,11 +725,16 @@ def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "netlab.train", *SMALL, "train.epochs=100000",
                              "train.checkpoint_every=2", "train.eval_every=100000", f"hydra.run.dir={out}"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "last.npz").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.time() + 120
+        while not (out / "checkpoints" / "last.npz").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:  # never leave a 100000-epoch run behind, whatever happened
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert_one_paragraph(err, proc.returncode, 130)
     assert f"continue with train.resume={out}" in err

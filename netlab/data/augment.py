@@ -16,15 +16,15 @@ class Augment:
     """Strengths and probabilities of the report's four augmentations; the defaults are the
     default recipe's (rotation and translation; blotches and noise off, see study_augment)."""
 
-    rotate_p: float = 0.5
+    rotate_p: float = 0.5       # probability that an image is rotated
     degrees: float = 10.0       # angle drawn uniformly from [-degrees, degrees]
-    translate_p: float = 0.5
+    translate_p: float = 0.5    # probability that an image is shifted
     pixels: float = 2.0         # shift drawn uniformly from [-pixels, pixels] on each axis
-    blotch_p: float = 0.0
+    blotch_p: float = 0.0       # probability that a rectangle of an image is erased
     blotch_min: int = 3         # side of the erased rectangle, in pixels
-    blotch_max: int = 7
-    noise_p: float = 0.0
-    noise_std: float = 0.1
+    blotch_max: int = 7         # (the side is drawn from blotch_min..blotch_max)
+    noise_p: float = 0.0        # probability that Gaussian noise is added to an image
+    noise_std: float = 0.1      # its standard deviation (pixels are in [0, 1])
 
     def __post_init__(self):
         for name in ("rotate_p", "translate_p", "blotch_p", "noise_p"):
