@@ -280,3 +280,16 @@ def test_help_describes_every_key(tmp_path):
     assert "train.epochs (default 2): passes over the training images" in done.stdout
     sgd = cli("netlab.train", "optimizer=sgd", "--help", cwd=tmp_path).stdout.split("== This run's config ==")[1]
     assert "momentum: 0.0" in sgd and "betas" not in sgd  # only the chosen optimizer's fields
+
+
+def test_the_readme_smoke_run_runs_as_written(tmp_path):
+    import re
+    import shlex
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    command = re.search(r"`(python -m netlab\.train data\.root=tests/data/mnist-small[^`]*)`", readme).group(1)
+    args = shlex.split(command)[2:]  # after "python -m"
+    done = cli(*args, f"hydra.run.dir={tmp_path / 'run'}", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["test_accuracy"] > 0.5
