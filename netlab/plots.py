@@ -23,7 +23,11 @@ COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 
 
 def curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Loss and accuracy of each split against iterations, from metrics rows."""
+    """Loss and accuracy of each split against iterations, from metrics rows, as a PNG."""
+    save(curves_figure(rows, title), path)
+
+
+def curves_figure(rows: list[dict], title: str = ""):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for split, color in COLORS.items():
         pts = [r for r in rows if r["split"] == split]
@@ -43,7 +47,7 @@ def curves(rows: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    save(fig, path)
+    return fig
 
 
 def confusion(matrix, classes, path: Path, title: str = "") -> None:

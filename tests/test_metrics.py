@@ -89,3 +89,16 @@ def test_metrics_log_writes_what_it_keeps(tmp_path):
     assert set(log.at(10)) == set(metrics.SPLITS) and log.at(7) == {}
     again = metrics.MetricsLog.from_columns({k: np.asarray(v) for k, v in log.columns().items()})
     assert again.rows == log.rows
+
+
+def test_the_accuracy_curve_shows_every_point():
+    import matplotlib.pyplot as plt
+
+    from netlab import plots
+
+    rows = [{"step": s, "split": sp, "loss": 2.0 / s, "accuracy": a}
+            for s, a in ((10, 0.12), (20, 0.85), (30, 0.99)) for sp in metrics.SPLITS]
+    fig = plots.curves_figure(rows)
+    low, high = fig.axes[1].get_ylim()
+    plt.close(fig)
+    assert low <= 12 and high == 100  # the early 12% point is on the plot
