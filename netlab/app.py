@@ -36,6 +36,8 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(cfg):
         _State.task_started = True
+        if _in_sweep():
+            return _sweep_job(fn, cfg)
         try:
             return fn(cfg)
         except NetlabError as exc:
@@ -54,6 +56,87 @@ def user_errors(fn):
                   f"(hydra.run.dir=...) and run again", EXIT_BAD_INPUT)
 
     return wrapper
+
+
+FAILURE_FILE = "failure.json"
+
+
+def _in_sweep() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # no Hydra app running (the Python API)
+        return False
+
+
+def _sweep_job(fn, cfg):
+    """One job of a sweep: a failure (bad value, divergence, crash) is written to the job's
+    folder as failure.json, said in one line, and answered with NaN (what sweepers such as
+    Optuna record as a failed trial), so the other jobs still run; :class:`SweepReport` then
+    sums the failures up and sets the sweep's exit status."""
+    import traceback
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from .outputs import output_dir, write_json
+
+    try:
+        return fn(cfg)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        hc = HydraConfig.get()
+        message = " ".join(str(exc).split()) if isinstance(exc, NetlabError) else f"{type(exc).__name__}: {exc}"
+        record = {"job": hc.job.num, "overrides": list(hc.overrides.task), "error": type(exc).__name__,
+                  "message": message}
+        if not isinstance(exc, NetlabError):  # a crash: keep what a bug report needs
+            record["traceback"] = traceback.format_exc()
+        write_json(output_dir() / FAILURE_FILE, record)
+        print(f"netlab: job {hc.job.num} ({' '.join(hc.overrides.task)}) failed: {message}", file=sys.stderr,
+              flush=True)
+        return float("nan")
+
+
+class SweepReport:
+    """A Hydra callback: at the end of a sweep, one paragraph naming the jobs that failed, and
+    exit status 2 when any did (0 when all finished)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        import json
+        from pathlib import Path
+
+        root = Path(config.hydra.sweep.dir)
+        jobs = [p for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()] if root.is_dir() else []
+        failed = []
+        for job in sorted(jobs):
+            try:
+                failed.append(json.loads((job / FAILURE_FILE).read_text()))
+            except (OSError, ValueError):
+                continue
+        if failed:
+            said = "; ".join(f"job {f.get('job')} ({' '.join(f.get('overrides', []))}): "
+                             f"{str(f.get('message')).rstrip('.')}" for f in failed[:5])
+            _fail(f"{len(failed)} of {len(jobs)} jobs failed, the others finished: {said}"
+                  f"{'; ...' if len(failed) > 5 else ''}. Each failed job's folder holds {FAILURE_FILE}; "
+                  f"python -m netlab.summarize {root} shows them all", EXIT_BAD_INPUT)
+
+    # Hydra calls the other hooks too
+    def on_run_start(self, config, **kwargs):
+        pass
+
+    def on_run_end(self, config, **kwargs):
+        pass
+
+    def on_multirun_start(self, config, **kwargs):
+        pass
+
+    def on_job_start(self, config, **kwargs):
+        pass
+
+    def on_job_end(self, config, job_return, **kwargs):
+        pass
 
 
 def _fail(message: str, status: int):

@@ -11,6 +11,7 @@ the dataclasses, whose checks refuse invalid values before any data is read.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -381,7 +382,60 @@ def register() -> None:
     cs.store(name="bench_schema", node=bench)
 
 
+def job_dirname(override_dirname: str) -> str:
+    """A sweep job's folder name from Hydra's ``override_dirname``: numbers of more than four
+    significant digits (Optuna's 0.0012345678901234567) rounded, anything a shell would need
+    quoted replaced by '-', at most 100 characters (the job number before it keeps it unique)."""
+    import re
+
+    def short(item: str) -> str:
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value)
+            digits = re.sub(r"[^0-9]", "", value.lower().split("e")[0]).strip("0")  # significant ones
+            if ("." in value or "e" in value.lower()) and len(digits) > 4 and math.isfinite(number):
+                value = f"{number:.4g}"
+        except ValueError:
+            pass
+        return f"{key}{sep}{value}"
+
+    items = [re.sub(r"[^A-Za-z0-9._=+-]", "-", short(item)) for item in override_dirname.split(",") if item]
+    name = ""
+    for item in items:  # whole items only, up to 100 characters
+        if len(name) + len(item) + 1 > 100:
+            break
+        name = f"{name},{item}" if name else item
+    return name or "defaults"
+
+
+def threads_per_job(jobs) -> int:
+    """CPU threads for each of ``jobs`` parallel jobs on this machine (-1: one job per core), so
+    that parallel jobs share the cores instead of each running every core's worth of BLAS."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    jobs = cores if int(jobs) < 1 else int(jobs)
+    return max(1, cores // jobs)
+
+
+def gpus_per_job(backend_name: str) -> int:
+    """GPUs a sweep job asks its launcher for: one on the GPU backend, none otherwise."""
+    return 1 if backend_name == "cupy" else 0
+
+
+def ray_local(value):
+    """``value`` when the Ray launcher starts its own local instance; None when RAY_ADDRESS names
+    an existing cluster (ray.init refuses resource settings when it connects to one)."""
+    import os
+
+    return None if os.environ.get("RAY_ADDRESS") else value
+
+
 register()
+for _name, _resolver in (("netlab_job", job_dirname), ("netlab_threads_per_job", threads_per_job),
+                         ("netlab_gpus_per_job", gpus_per_job), ("netlab_ray_local", ray_local)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 def compose(*overrides: str, config_name: str = "config") -> DictConfig:

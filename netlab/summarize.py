@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .app import FAILURE_FILE
 from .errors import DataError
 from .outputs import atomic_write
 from .plots import save
@@ -40,7 +41,7 @@ def runs(root: Path) -> tuple[list[dict], list[str], list[dict]]:
             if not isinstance(info, dict):
                 raise ValueError("not a JSON object")
         except FileNotFoundError:
-            unfinished.append({"run": str(run.relative_to(root)), "shown": shown, "why": "no results.json"})
+            unfinished.append({"run": str(run.relative_to(root)), "shown": shown, "why": _failure(run)})
             continue
         except (OSError, ValueError) as exc:
             unfinished.append({"run": str(run.relative_to(root)), "shown": shown,
@@ -53,6 +54,16 @@ def runs(root: Path) -> tuple[list[dict], list[str], list[dict]]:
     for r in rows + unfinished:
         r["overrides"] = " ".join(o for o in r.pop("shown") if o not in common) or "(defaults)"
     return rows, sorted(common), unfinished
+
+
+def _failure(run: Path) -> str:
+    """Why a job has no results: its failure.json's message, else that it is missing (killed,
+    still running, or never started)."""
+    try:
+        message = json.loads((run / FAILURE_FILE).read_text()).get("message")
+        return f"failed: {message}" if message else "failed"
+    except (OSError, ValueError, AttributeError):
+        return "no results.json (missing: killed, still running or never started)"
 
 
 def _overrides(run: Path) -> list[str]:
@@ -94,6 +105,10 @@ def markdown(rows: list[dict], common=(), unfinished=()) -> str:
         ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:,.0f}"
         lines.append(f"| {r['run'].split('_')[0]} | `{r['overrides']}` | {_pct(r['val_accuracy'])} | "
                      f"{_pct(r['test_accuracy'])} | {_pct(r['best_val_accuracy'])} | {time_s} | {ips} |")
+    best = max((r for r in rows if r["val_accuracy"] is not None), key=lambda r: r["val_accuracy"], default=None)
+    if best is not None:
+        lines += ["", f"Best by validation accuracy: run {best['run'].split('_')[0]} `{best['overrides']}`, "
+                      f"{_pct(best['val_accuracy'])} val, {_pct(best['test_accuracy'])} test."]
     if unfinished:
         lines += ["", f"Not finished ({len(unfinished)}):", ""]
         lines += [f"- {u['run'].split('_')[0]} `{u['overrides']}`: {u['why']}" for u in unfinished]
