@@ -269,6 +269,25 @@ class PredictConfig:
 
 
 @dataclass
+class ExportConfig:
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    checkpoint: Optional[str] = None  # a run directory, or a .npz file
+    which: str = "best"               # of a run directory: best or last
+    format: str = "onnx"              # onnx or safetensors
+    out: Optional[str] = None         # the file to write; default: <which>.<format> in the run folder
+    verify: str = "random"            # onnx: compare ONNX Runtime with netlab on random images, the test set, or none
+    data: SourceDataConfig = field(default_factory=SourceDataConfig)  # where the test set is, for verify=test
+    debug: bool = False
+
+    def __post_init__(self):
+        _check(self.checkpoint not in (None, ""), "checkpoint", "the model to export: checkpoint=PATH",
+               self.checkpoint)
+        _check(self.which in ("best", "last"), "which", "'best' or 'last'", self.which)
+        _check(self.format in ("onnx", "safetensors"), "format", "'onnx' or 'safetensors'", self.format)
+        _check(self.verify in ("random", "test", "none"), "verify", "'random', 'test' or 'none'", self.verify)
+
+
+@dataclass
 class BenchConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
@@ -378,6 +397,7 @@ def register() -> None:
                                                        "template": help_template()})
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="predict_schema", node=PredictConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     bench = OmegaConf.structured(BenchConfig)
     cs.store(name="bench_schema", node=bench)
 
