@@ -240,18 +240,88 @@ def read(path, which: str = "last") -> Checkpoint:
     return Checkpoint.from_arrays(read_arrays(path, which), str(resolve(path, which)))
 
 
-def load_model(path, xp, which: str = "last"):
-    """``(model, config, mean, std)`` from a checkpoint: the model in eval mode on namespace
-    ``xp``, the run's validated config, and the normalisation it trained with."""
+def is_safetensors(path) -> bool:
+    return Path(path).suffix == ".safetensors"
+
+
+def load_weights(path, which: str = "last") -> tuple[dict, dict]:
+    """``(state_dict, metadata)`` of weights from outside or inside: a safetensors file (its
+    metadata as written by ``netlab.export``, or none) or a netlab checkpoint (its config,
+    normalisation and step)."""
     path = resolve(path, which)
+    if is_safetensors(path):
+        from .exporters import read_safetensors
+
+        return read_safetensors(path)
     ck = read(path)
-    cfg = run_config(ck, str(path))
+    return ck.model, {"config": ck.config, "mean": ck.mean, "std": ck.std, "step": ck.counters["step"]}
+
+
+def load_model(path, xp, which: str = "last", model=None, mean=None, std=None):
+    """``(model, config, mean, std)``: the model in eval mode on namespace ``xp``, the run's
+    validated config, and the normalisation it trained with.
+
+    ``path`` is a netlab checkpoint (a run directory or a .npz) or a safetensors file. The
+    model file is the checkpoint's, or ``model`` (a model config) when given; a safetensors
+    file written by ``netlab.export`` carries its own. ``mean`` and ``std`` override the
+    normalisation the file holds (None when it holds none)."""
+    path = resolve(path, which)
+    weights, meta = load_weights(path)
+    if "config" in meta:
+        cfg = run_config(read(path), str(path))
+    else:
+        cfg = _outside_config(path, meta, model)
+    if model is not None:
+        cfg.model = model
+    mean = mean if mean is not None else _number(meta.get("mean"))
+    std = std if std is not None else _number(meta.get("std"))
     try:
-        model = models.build(cfg.model)
+        built = models.build(cfg.model)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its model cannot be built: {exc}") from None
     try:
-        model.load_state_dict(ck.model)
+        built.load_state_dict(weights)
     except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model in its config ({exc})") from None
-    return model.to(xp).eval(), cfg, ck.mean, ck.std
+        raise CheckpointError(f"{path}: weights do not fit the model {cfg.model.name!r} ({exc})") from None
+    return built.to(xp).eval(), cfg, mean, std
+
+
+def _number(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _outside_config(path, meta: dict, model):
+    """The Config of weights from a safetensors file: the defaults, its dataset, and its model
+    file (the metadata's, read as data, or the one the user names)."""
+    from .config import Config, DataConfig, ModelConfig
+
+    if model is None:
+        if "model" not in meta:
+            raise CheckpointError(f"{path} says nothing of its model; name the model file it fits, e.g. "
+                                  f"model=seed_cnn")
+        layers = _plain_yaml(meta["model"], path)
+        if not isinstance(layers, dict) or not isinstance(layers.get("layers"), list):
+            raise CheckpointError(f"{path}: its model metadata is not a list of layers")
+        try:
+            model = ModelConfig(name=str(meta.get("model_name", "outside")), layers=layers["layers"],
+                                num_classes=int(meta.get("num_classes", 10)))
+        except (ConfigError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its model metadata is invalid ({exc})") from None
+    try:
+        return Config(data=DataConfig(name=str(meta.get("dataset", "mnist"))), model=model)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _plain_yaml(text: str, where) -> object:
+    try:
+        if len(text) > MAX_CONFIG_CHARS or any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken))
+                                               for t in yaml.scan(text)):
+            raise CheckpointError(f"{where}: its metadata is too long or uses YAML anchors, aliases or tags")
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise CheckpointError(f"{where}: its metadata is not valid YAML") from None

@@ -201,6 +201,7 @@ class TrainConfig:
     eval_batch_size: int = 1000   # images per forward pass when evaluating
     checkpoint_every: int = 250   # steps between checkpoints/last.npz
     resume: Optional[str] = None  # a run directory or a checkpoint .npz to continue from
+    init_from: Optional[str] = None  # start from these weights (a safetensors file, a run's best or a .npz)
     patience: int = 0             # stop after this many evaluations without a better val accuracy; 0: off
     progress: bool = True         # a progress bar on a terminal (plain log lines otherwise)
 
@@ -209,6 +210,8 @@ class TrainConfig:
             _check(getattr(self, key) >= 1, f"train.{key}", "an integer >= 1", getattr(self, key))
         _check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", ">= 1", self.max_steps)
         _check(self.patience >= 0, "train.patience", ">= 0", self.patience)
+        _check(not (self.resume and self.init_from), "train.init_from", "unset when resuming (train.resume)",
+               self.init_from)
 
 
 @dataclass
@@ -241,6 +244,9 @@ class EvaluateConfig:
     batch_size: int = 500
     out: Optional[str] = None         # folder for the outputs; default: the run folder, or beside the .npz
     data: SourceDataConfig = field(default_factory=SourceDataConfig)
+    model: Optional[ModelConfig] = None  # the model file, for weights that do not say (safetensors from elsewhere)
+    mean: Optional[float] = None      # normalisation, for weights that do not say (default: theirs)
+    std: Optional[float] = None
     debug: bool = False
 
     def __post_init__(self):
@@ -259,6 +265,9 @@ class PredictConfig:
     image: Any = None                 # a file, a folder, a glob or a list of them: PNG, JPEG, ..., either polarity
     top: int = 3                      # how many classes to list
     json: bool = False                # print one JSON line instead
+    model: Optional[ModelConfig] = None  # the model file, for weights that do not say (safetensors from elsewhere)
+    mean: Optional[float] = None      # normalisation, for weights that do not say (default: theirs)
+    std: Optional[float] = None
     debug: bool = False
 
     def __post_init__(self):

@@ -22,12 +22,15 @@ def evaluate(raw: DictConfig) -> dict:
     cfg = validate(raw, EvaluateConfig)
     xp = backend.namespace(cfg.backend.name)
     path = checkpoint.resolve(cfg.checkpoint, cfg.which)
-    model, run_cfg, mean, std = checkpoint.load_model(path, xp)
-    step = checkpoint.read(path).counters["step"]
+    model, run_cfg, mean, std = checkpoint.load_model(path, xp, model=cfg.model, mean=cfg.mean, std=cfg.std)
+    meta = checkpoint.load_weights(path)[1]
+    step = meta.get("step", meta.get("checkpoint_step"))  # a checkpoint's, or an exported file's
     # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.
     dc = run_cfg.data
     splits = data.load(xp, dc.name, cfg.data.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
                        download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit)
+    if mean is None or std is None:  # weights from elsewhere that do not say: the training split's, as netlab trains
+        mean, std = (splits.mean, splits.std) if run_cfg.data.normalize else (0.0, 1.0)
     x, y = (splits.test_x, splits.test_y) if cfg.split == "test" else (splits.val_x, splits.val_y)
     if tuple(x.shape[1:]) != tuple(run_cfg.model.input_shape):
         raise DataError(f"{dc.name} images are {tuple(x.shape[1:])} but the model takes "

@@ -49,7 +49,10 @@ def predict(raw: DictConfig) -> list[dict]:
     status is then 2."""
     cfg = validate(raw, PredictConfig)
     xp = backend.namespace(cfg.backend.name)
-    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp, cfg.which)
+    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp, cfg.which, model=cfg.model, mean=cfg.mean, std=cfg.std)
+    if mean is None or std is None:
+        raise ConfigError(f"{cfg.checkpoint} does not say how its images were normalised; give mean= and std= "
+                          f"(the training images' pixel mean and standard deviation, in [0, 1] units)")
     channels, height, width = (list(run_cfg.model.input_shape) + [0, 0])[:3]
     if channels != 1 or height != width:
         raise ConfigError(f"predict handles models of square grayscale images; this one takes "

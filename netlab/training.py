@@ -45,8 +45,8 @@ class Counters:
 # What may differ between a run and the run it resumes: where and how it computes and reports,
 # never what it computes. Everything else (seed, data, model, optimizer, batch size, length) is pinned.
 RESUME_MAY_CHANGE = ("backend", "debug", "data.root", "data.download", "data.verify", "train.eval_every",
-                     "train.eval_batch_size", "train.checkpoint_every", "train.resume", "train.patience",
-                     "train.progress")
+                     "train.eval_batch_size", "train.checkpoint_every", "train.resume", "train.init_from",
+                     "train.patience", "train.progress")
 
 
 LENGTH_FREE_SCHEDULES = ("constant", "step")  # their lr does not depend on the run's length
@@ -87,6 +87,8 @@ class Trainer:
         self.device = backend.device_name(xp)
         nn.manual_seed(cfg.seed)
         self.model = models.build(cfg.model).to(xp)  # before the data: a bad model file fails fast
+        if cfg.train.init_from:
+            self._init_from(cfg.train.init_from)
         dc = cfg.data
         self.splits = data.load(xp, dc.name, dc.root, val_fraction=dc.val_fraction, seed=cfg.seed,
                                 download=dc.download, verify=dc.verify, limit=dc.limit)
@@ -106,6 +108,18 @@ class Trainer:
         self.log = metrics.MetricsLog()
         self._started = None
         self.resumed_from = None
+
+    def _init_from(self, path) -> None:
+        """Start from outside weights (fine-tuning): the weights only, with resume's shape checks;
+        the optimizer, counters and random streams start afresh."""
+        weights, _ = checkpoint.load_weights(path, "best")
+        try:
+            self.model.load_state_dict(weights)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"train.init_from={path}: the weights do not fit model {self.cfg.model.name!r} "
+                                  f"({exc}); choose the model file they were trained with") from None
+        self.model.to(self.xp)
+        log.info("starting from the weights in %s", path)
 
     def _check_data_fits_model(self) -> None:
         """What the first evaluation would find out after all the training before it: checked now."""

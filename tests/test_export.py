@@ -104,3 +104,71 @@ def test_hostile_safetensors_files_are_refused(tmp_path, content, message):
     (tmp_path / "x.safetensors").write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
         read_safetensors(tmp_path / "x.safetensors")
+
+
+@pytest.fixture(scope="module")
+def seed_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seed") / "run"
+    training.Trainer(small_config("train.max_steps=6", "train.eval_every=3"), out).fit()
+    done = cli("netlab.export", f"checkpoint={out}", "format=safetensors", cwd=out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def plain_safetensors(run, path):
+    """The run's weights as safetensors with no metadata at all, as another program might write them."""
+    from safetensors.numpy import save_file
+
+    save_file(checkpoint.read(run, "best").model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("source", ["run", "npz", "safetensors", "plain"])
+def test_training_can_start_from_weights_made_elsewhere(seed_run, tmp_path, source):
+    pytest.importorskip("safetensors")
+    path = {"run": seed_run, "npz": seed_run / "checkpoints" / "best.npz",
+            "safetensors": seed_run / "best.safetensors",
+            "plain": plain_safetensors(seed_run, tmp_path / "plain.safetensors")}[source]
+    trainer = training.Trainer(small_config("train.max_steps=2", f"train.init_from={path}"), tmp_path / "tuned")
+    for k, v in checkpoint.read(seed_run, "best").model.items():
+        np.testing.assert_array_equal(trainer.model.state_dict()[k], v)
+    assert trainer.at.step == 0 and trainer.fit()["steps"] == 2  # a new run: its own counters and optimizer
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model=mlp"], "the weights do not fit model 'mlp'"),
+    (["model=lenet5"], "missing"),
+    (["train.resume=somewhere"], "train.init_from must be unset when resuming"),
+])
+def test_init_from_refuses_weights_that_do_not_fit(seed_run, tmp_path, overrides, message):
+    from netlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        training.Trainer(small_config(f"train.init_from={seed_run}", *overrides), tmp_path / "x")
+
+
+def test_evaluate_and_predict_take_outside_weights_with_a_model_file(seed_run, tmp_path):
+    pytest.importorskip("safetensors")
+    from PIL import Image
+
+    plain = plain_safetensors(seed_run, tmp_path / "plain.safetensors")
+    done = cli("netlab.evaluate", f"checkpoint={plain}", "model=seed_cnn", f"data.root={FIXTURE}",
+               "data.verify=false", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ours = json.loads((tmp_path / "evaluation_plain_test.json").read_text())
+    theirs = json.loads((seed_run / "results.json").read_text())
+    assert ours["test_accuracy"] == pytest.approx(theirs["test_accuracy_at_best_step"])  # same weights, same stats
+    images, _ = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    Image.fromarray(255 - images[0]).save(tmp_path / "d.png")
+    no_stats = cli("netlab.predict", f"checkpoint={plain}", "model=seed_cnn", f"image={tmp_path / 'd.png'}",
+                   cwd=tmp_path)
+    assert no_stats.returncode == 2 and "give mean= and std=" in no_stats.stderr
+    ck = checkpoint.read(seed_run, "best")
+    with_stats = cli("netlab.predict", f"checkpoint={plain}", "model=seed_cnn", f"image={tmp_path / 'd.png'}",
+                     f"mean={ck.mean}", f"std={ck.std}", "json=true", cwd=tmp_path)
+    exported = cli("netlab.predict", f"checkpoint={seed_run / 'best.safetensors'}", f"image={tmp_path / 'd.png'}",
+                   "json=true", cwd=tmp_path)
+    assert with_stats.returncode == 0 and exported.returncode == 0, with_stats.stderr + exported.stderr
+    assert json.loads(with_stats.stdout)["probabilities"] == json.loads(exported.stdout)["probabilities"]
+    missing = cli("netlab.evaluate", f"checkpoint={plain}", f"data.root={FIXTURE}", cwd=tmp_path)
+    assert missing.returncode == 2 and "name the model file it fits, e.g. model=seed_cnn" in missing.stderr
