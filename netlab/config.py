@@ -14,7 +14,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -24,6 +24,7 @@ from .backend import NAMES as BACKENDS
 from .data.augment import Augment
 from .data.files import DATASETS
 from .errors import ConfigError
+from .loggers import LOGGER_CONFIGS, LOGGERS, CsvConfig
 from .optim import OPTIMIZERS, SCHEDULES, check_hyperparameters
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -221,6 +222,7 @@ class Config:
     model: ModelConfig = MISSING  # conf/config.yaml picks seed_cnn
     optimizer: OptimizerConfig = field(default_factory=AdamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logger: Dict[str, Any] = field(default_factory=lambda: {"csv": CsvConfig()})  # logger=csv|tensorboard|mlflow, or a list
     seed: int = 0        # initial weights, the validation split, shuffling, dropout and augmentation
     debug: bool = False  # show tracebacks for user errors
 
@@ -328,6 +330,7 @@ def schema() -> DictConfig:
     defaults list fills are left open, so any optimizer's schema can fill ``optimizer``."""
     node = OmegaConf.structured(Config)
     node.optimizer = MISSING
+    node.logger = {}  # the defaults list's logger=... choices fill it
     return node
 
 
@@ -402,6 +405,8 @@ def register() -> None:
     for name, cls in OPTIMIZER_CONFIGS.items():
         cs.store(group="optimizer", name=name, node=cls)
     cs.store(group="train", name="default", node=TrainConfig)
+    for name, cls in LOGGER_CONFIGS.items():  # several at once: logger=[csv,mlflow]
+        cs.store(group="logger", name=name, node=cls, package=f"logger.{name}")
     cs.store(group="hydra/help", name="netlab", node={"app_name": "netlab-train", "header": "", "footer": "",
                                                        "template": help_template()})
     cs.store(name="evaluate_schema", node=EvaluateConfig)
@@ -534,6 +539,12 @@ def _refuse_unknown_keys(node, cls, prefix: str) -> None:
 
 def _check_across(cfg: Config) -> None:
     """Rules that tie two groups together."""
+    for name, settings in cfg.logger.items():
+        LOGGERS.lookup(name)
+        if isinstance(settings, dict):  # typed nodes were checked while composing; YAML read back was not
+            unknown = set(settings) - {f.name for f in dataclasses.fields(LOGGER_CONFIGS[name])}
+            _check(not unknown, f"logger.{name}", f"settings among {[f.name for f in dataclasses.fields(LOGGER_CONFIGS[name])]}",
+                   sorted(unknown))
     classes = len(DATASETS.lookup(cfg.data.name).classes)
     _check(cfg.model.num_classes == classes, "model.num_classes",
            f"{classes}, the number of classes of {cfg.data.name}", cfg.model.num_classes)

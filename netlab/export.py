@@ -5,7 +5,6 @@ netlab's own logits (``verify=random`` by default, ``verify=test`` on the run's 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra

@@ -3,9 +3,7 @@ the metrics log (``metrics.csv``)."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -99,39 +97,22 @@ class Running:
 
 
 class MetricsLog:
-    """The rows of ``metrics.csv`` (one per split and evaluation point), kept in memory for
-    checkpoints and plots, and appended to the file as they come."""
+    """The rows of the metrics log (one per split and evaluation point), kept in memory for
+    checkpoints, plots and the loggers (netlab.loggers writes them out)."""
 
     def __init__(self, rows: list[dict] | None = None):
         self.rows = list(rows or [])
-        self._file = self._writer = None
 
-    def open(self, path: Path) -> None:
-        """Start ``path`` afresh with the rows so far (a resumed run rewrites its history)."""
-        self._file = open(path, "w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._writer.writeheader()
-        self._writer.writerows(self.rows)
-        self._file.flush()
-
-    def add(self, step: int, epoch: float, results: dict[str, Evaluation], lr: float, elapsed_s: float) -> None:
-        for split in SPLITS:
-            row = dict(step=step, epoch=round(epoch, 4), split=split, loss=results[split].loss,
-                       accuracy=results[split].accuracy, lr=lr, elapsed_s=round(elapsed_s, 3))
-            self.rows.append(row)
-            if self._writer is not None:
-                self._writer.writerow(row)
-        if self._file is not None:
-            self._file.flush()
+    def add(self, step: int, epoch: float, results: dict[str, Evaluation], lr: float, elapsed_s: float) -> list[dict]:
+        """Record one evaluation point; returns its rows."""
+        rows = [dict(step=step, epoch=round(epoch, 4), split=split, loss=results[split].loss,
+                     accuracy=results[split].accuracy, lr=lr, elapsed_s=round(elapsed_s, 3)) for split in SPLITS]
+        self.rows += rows
+        return rows
 
     def at(self, step: int) -> dict[str, dict]:
         """The rows of evaluation point ``step``, by split."""
         return {r["split"]: r for r in self.rows if r["step"] == step}
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = self._writer = None
 
     def columns(self) -> dict[str, list]:
         return {col: [r[col] for r in self.rows] for col in COLUMNS}

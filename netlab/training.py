@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from . import backend, checkpoint, data, losses, metrics, models, nn, optim, plots
+from . import backend, checkpoint, data, loggers, losses, metrics, models, nn, optim, plots
 from .config import Config
 from .errors import CheckpointError, DataError, DivergedError, Interrupted, NetlabError
 from .outputs import RunFolder, write_json
@@ -46,7 +46,7 @@ class Counters:
 # never what it computes. Everything else (seed, data, model, optimizer, batch size, length) is pinned.
 RESUME_MAY_CHANGE = ("backend", "debug", "data.root", "data.download", "data.verify", "train.eval_every",
                      "train.eval_batch_size", "train.checkpoint_every", "train.resume", "train.init_from",
-                     "train.patience", "train.progress")
+                     "train.patience", "train.progress", "logger")
 
 
 LENGTH_FREE_SCHEDULES = ("constant", "step")  # their lr does not depend on the run's length
@@ -106,6 +106,7 @@ class Trainer:
         self.best_val, self.train_time, self.elapsed_before = -1.0, 0.0, 0.0
         self.running = metrics.Running(xp)
         self.log = metrics.MetricsLog()
+        self.loggers = loggers.build(cfg.logger, self.out)
         self._started = None
         self.resumed_from = None
 
@@ -194,7 +195,19 @@ class Trainer:
     def _fit(self) -> dict:
         cfg = self.cfg
         self._started = time.perf_counter()
-        self.log.open(self.out / "metrics.csv")
+        failed = True
+        try:
+            for logger in self.loggers:
+                logger.start(loggers.flatten(cfg), self.log.rows)
+            results = self._train()
+            failed = False
+            return results
+        finally:
+            for logger in self.loggers:
+                logger.close(failed)
+
+    def _train(self) -> dict:
+        cfg = self.cfg
         log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch); %s: %s", cfg.model.name,
                  cfg.backend.name, self.device, f"{self.model.num_parameters():,}", self.total_steps,
                  cfg.train.batch_size, self.steps_per_epoch, cfg.optimizer.name,
@@ -211,7 +224,6 @@ class Trainer:
             raise Interrupted(self._where_stopped()) from None
         finally:
             bar.close()
-            self.log.close()
         return self.finish()
 
     def _where_stopped(self) -> str:
@@ -303,7 +315,9 @@ class Trainer:
             results[split] = metrics.evaluate(self.model, x, y, tc.eval_batch_size, self.mean, self.std)
             self._check_finite(results[split].loss, f"the {split} loss")
         epoch, lr = at.step / self.steps_per_epoch, self.opt.lr
-        self.log.add(at.step, epoch, results, lr, self.elapsed())
+        rows = self.log.add(at.step, epoch, results, lr, self.elapsed())
+        for logger in self.loggers:
+            logger.log(rows)
         reg = float(backend.to_numpy(losses.l2_penalty(self.model, self.cfg.optimizer.weight_decay)))
         ips = at.images / self.train_time if self.train_time else 0.0
         line = (f"step {at.step:6d} epoch {epoch:5.2f} | " + " | ".join(
@@ -343,6 +357,9 @@ class Trainer:
         write_json(self.out / "results.json", results)
         plots.curves(self.log.rows, self.out / "curves.png",
                      f"{cfg.model.name} on {cfg.data.name}: test accuracy {100 * results['test_accuracy']:.2f}%")
+        for logger in self.loggers:
+            logger.finish(results, [self.out / "curves.png", self.out / "results.json",
+                                    self.out / "checkpoints" / "best.npz"])
         log.info("done: test accuracy %.2f%%, val accuracy %.2f%%, %.1f s of training (%s img/s); outputs in %s",
                  100 * results["test_accuracy"], 100 * results["val_accuracy"], self.train_time,
                  f"{results['images_per_s']:,.0f}" if results["images_per_s"] else "-", self.out)

@@ -16,6 +16,10 @@ import pytest
 from netlab import backend
 from netlab.config import compose, validate
 
+# Tests never use the network: a download they trigger by mistake fails at once, in this process
+# and in every command they start.
+os.environ["NETLAB_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "mnist-small"  # the first 600 training and 200 test digits of MNIST
 # A training run on the fixture that takes a second or two.

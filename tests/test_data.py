@@ -92,12 +92,18 @@ def test_a_damaged_file_in_the_download_cache_is_an_error(tmp_path, monkeypatch)
     assert len(list((tmp_path / "netlab" / "mnist").iterdir())) == 4  # nothing deleted behind the user's back
 
 
+def test_offline_machines_get_told_where_to_put_the_files(tmp_path):
+    with pytest.raises(data.DataError, match="downloads are off .NETLAB_OFFLINE is set.*data.root"):
+        data.load(backend.namespace("numpy"), "mnist", tmp_path)
+
+
 def test_missing_files_without_download_say_where_to_put_them(tmp_path):
     with pytest.raises(data.DataError, match=f"not found in {tmp_path}.*data.root"):
         data.load(backend.namespace("numpy"), "mnist", tmp_path, download=False)
 
 
 def test_download_failure_is_atomic_and_explained(tmp_path, monkeypatch):
+    monkeypatch.delenv("NETLAB_OFFLINE")  # urlopen is replaced below: no network is used
     def refuse(*args, **kwargs):
         raise OSError("network is off")
 
@@ -108,6 +114,7 @@ def test_download_failure_is_atomic_and_explained(tmp_path, monkeypatch):
 
 
 def test_download_verifies_and_renames(tmp_path, monkeypatch):
+    monkeypatch.delenv("NETLAB_OFFLINE")  # urlopen is replaced below: no network is used
     payload = (FIXTURE / "train-images-idx3-ubyte.gz").read_bytes()
 
     class Response:

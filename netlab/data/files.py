@@ -114,6 +114,8 @@ def fetch(spec: DatasetSpec, name: str, target: Path) -> Path:
     """Download ``name``.gz from the first mirror that answers, atomically, with a progress bar."""
     from tqdm.auto import tqdm
 
+    if os.environ.get("NETLAB_OFFLINE"):  # set by the test suite, or by anyone on an air-gapped machine
+        raise DataError(_missing_message(spec, target, [name], "downloads are off (NETLAB_OFFLINE is set)"))
     target.mkdir(parents=True, exist_ok=True)
     errors = []
     for mirror in spec.mirrors:
