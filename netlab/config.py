@@ -299,6 +299,24 @@ class ExportConfig:
 
 
 @dataclass
+class ServeConfig:
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    checkpoint: Optional[str] = None  # a run directory (its best checkpoint), a .npz or a .safetensors file
+    which: str = "best"               # of a run directory: best or last
+    host: str = "127.0.0.1"           # this machine only; 0.0.0.0 opens the page to the network
+    port: int = 8000                  # 0: any free port (the address is printed)
+    model: Optional[ModelConfig] = None  # the model file, for weights that do not say
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    debug: bool = False
+
+    def __post_init__(self):
+        _check(self.checkpoint not in (None, ""), "checkpoint", "the model to serve: checkpoint=RUN_DIR", self.checkpoint)
+        _check(self.which in ("best", "last"), "which", "'best' or 'last'", self.which)
+        _check(0 <= self.port <= 65535, "port", "from 0 to 65535", self.port)
+
+
+@dataclass
 class BenchConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
@@ -412,6 +430,7 @@ def register() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    cs.store(name="serve_schema", node=ServeConfig)
     bench = OmegaConf.structured(BenchConfig)
     cs.store(name="bench_schema", node=bench)
 

@@ -202,3 +202,14 @@ def flops_per_image(model: nn.Sequential, input_shape) -> int:
         x = y
     model.train()
     return total
+
+
+def feature_maps(model: nn.Sequential, x) -> tuple:
+    """``(logits, maps)`` of ``model`` (eval mode) on ``x``, with ``maps`` the output of every
+    convolution and pooling layer as ``(layer index, layer, output)``, in the model file's order."""
+    maps = []
+    for i, layer in enumerate(model):
+        x = layer.forward(x)
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            maps.append((i, layer, x))
+    return x, maps

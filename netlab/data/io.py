@@ -38,8 +38,6 @@ def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
     with a light digit on black, as MNIST: dark-on-light images are inverted, the digit is
     cropped, scaled so its longer side is ``box`` pixels, and placed with its centre of
     mass at the centre."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path).expanduser()
     try:
         size_on_disk = path.stat().st_size
@@ -51,12 +49,28 @@ def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
         raise DataError(f"image {path} is not a file")
     if size_on_disk > MAX_FILE_BYTES:
         raise DataError(f"{path}: {size_on_disk:,} bytes; a digit image over {MAX_FILE_BYTES:,} bytes is refused")
+    return prepare_digit(_decode(path, str(path)), str(path), size, box)
+
+
+def digit_from_bytes(data: bytes, name: str = "the image", size: int = 28, box: int = 20) -> np.ndarray:
+    """:func:`load_digit` for an image sent as bytes (an upload), with the same checks."""
+    import io
+
+    if len(data) > MAX_FILE_BYTES:
+        raise DataError(f"{name}: {len(data):,} bytes; a digit image over {MAX_FILE_BYTES:,} bytes is refused")
+    return prepare_digit(_decode(io.BytesIO(data), name), name, size, box)
+
+
+def _decode(source, name: str) -> np.ndarray:
+    """Luminance in [0, 1] of the image in ``source`` (a path or a binary file), bounded in pixels."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 if img.width * img.height > MAX_PIXELS:
-                    raise DataError(f"{path}: {img.width}x{img.height} pixels; images over {MAX_PIXELS:,} "
+                    raise DataError(f"{name}: {img.width}x{img.height} pixels; images over {MAX_PIXELS:,} "
                                     f"pixels are refused")
                 img.load()
                 img = ImageOps.exif_transpose(img)  # photos are stored sideways with an orientation tag
@@ -64,17 +78,25 @@ def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{path}: the image is far larger than its file (a decompression bomb); refused") from None
+        raise DataError(f"{name}: the image is far larger than its file (a decompression bomb); refused") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: cannot read it as an image ({type(exc).__name__}: {exc})") from None
+        detail = f"{type(exc).__name__}: {exc}" if isinstance(source, (str, Path)) else type(exc).__name__
+        raise DataError(f"{name}: cannot read it as an image ({detail})") from None
     if not np.all(np.isfinite(gray)):
-        raise DataError(f"{path}: the image holds NaN or infinite values")
+        raise DataError(f"{name}: the image holds NaN or infinite values")
+    return gray
+
+
+def prepare_digit(gray: np.ndarray, name: str, size: int = 28, box: int = 20) -> np.ndarray:
+    """A luminance image -> the (size, size) digit as MNIST has them (see :func:`load_digit`)."""
+    from PIL import Image
+
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 0.5:
         gray = 1.0 - gray  # dark ink on light paper
     gray = np.clip(gray - np.median(border if np.median(border) <= 0.5 else 1.0 - border), 0.0, None)
     if gray.max() <= 0.05:
-        raise DataError(f"{path}: no digit found (the image is blank after removing its background)")
+        raise DataError(f"{name}: no digit found (the image is blank after removing its background)")
     gray /= gray.max()
     rows, cols = np.nonzero(gray > 0.1)
     crop = gray[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
