@@ -14,10 +14,13 @@ from conftest import SMALL, cli, small_config
 RUN = ("train.max_steps=6", "train.eval_every=3")
 
 
-def test_csv_is_the_default_and_can_be_left_out(tmp_path):
+def test_csv_is_the_default(tmp_path):
     training.Trainer(small_config(*RUN), tmp_path / "a").fit()
     rows = list(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))
     assert [(r["step"], r["split"]) for r in rows] == [(s, p) for s in ("3", "6") for p in ("train", "val", "test")]
+
+
+def test_csv_can_be_left_out(tmp_path):
     pytest.importorskip("tensorboardX")
     training.Trainer(small_config(*RUN, "logger=[tensorboard]"), tmp_path / "b").fit()
     assert not (tmp_path / "b" / "metrics.csv").exists() and (tmp_path / "b" / "results.json").exists()
