@@ -17,6 +17,8 @@ import functools
 import logging
 import sys
 
+from hydra.experimental.callback import Callback
+
 from .errors import NetlabError
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def _sweep_job(fn, cfg):
         return float("nan")
 
 
-class SweepReport:
+class SweepReport(Callback):
     """A Hydra callback: at the end of a sweep, one paragraph naming the jobs that failed, and
     exit status 2 when any did (0 when all finished)."""
 
@@ -121,22 +123,6 @@ class SweepReport:
             _fail(f"{len(failed)} of {len(jobs)} jobs failed, the others finished: {said}"
                   f"{'; ...' if len(failed) > 5 else ''}. Each failed job's folder holds {FAILURE_FILE}; "
                   f"python -m netlab.summarize {root} shows them all", EXIT_BAD_INPUT)
-
-    # Hydra calls the other hooks too
-    def on_run_start(self, config, **kwargs):
-        pass
-
-    def on_run_end(self, config, **kwargs):
-        pass
-
-    def on_multirun_start(self, config, **kwargs):
-        pass
-
-    def on_job_start(self, config, **kwargs):
-        pass
-
-    def on_job_end(self, config, job_return, **kwargs):
-        pass
 
 
 def _fail(message: str, status: int):

@@ -139,7 +139,11 @@ class Sequential(Module):
         return f"Sequential({body}\n)"
 
     def forward(self, x):
-        self._order = execution_order(self.layers, self.pool_before_relu)
+        # Worked out once, not per step; a change of the layers or of the flag works it out again.
+        key = (tuple(map(id, self.layers)), self.pool_before_relu)
+        if getattr(self, "_order_key", None) != key:
+            self._order_key, self._plan = key, execution_order(self.layers, self.pool_before_relu)
+        self._order = self._plan
         for i in self._order:
             x = self.layers[i].forward(x)
         return x
