@@ -25,6 +25,14 @@ class CheckpointError(ConfigError):
     """A checkpoint is missing, unreadable, or does not fit the model or run it is used with."""
 
 
+class OutputError(NetlabError, OSError):
+    """An output could not be written (a missing or read-only folder, a full disk); what was
+    saved before is intact, since outputs are replaced atomically."""
+
+    def __str__(self):  # the sentence alone, without OSError's "[Errno N] ...: 'path'" wrapping
+        return str(self.strerror)
+
+
 class DivergedError(NetlabError):
     """The training loss became NaN or infinite."""
 

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import NetlabError, OutputError
+
 
 def output_dir() -> Path:
     """The running Hydra app's output folder (``hydra.run.dir``, or the job's sweep subfolder)."""
@@ -20,19 +22,32 @@ def atomic_write(path, write) -> Path:
     over ``path``: a crash at any moment leaves either the old file or the new one, and no
     temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _refused(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, NetlabError):
+            raise _refused(path, exc) from None
         raise
     return path
+
+
+def _refused(path: Path, exc: OSError) -> OutputError:
+    error = OutputError(exc.errno, f"cannot write {path}: {exc.strerror or exc}. Files saved before are "
+                                   f"intact (outputs are replaced atomically); free space or choose a "
+                                   f"writable place and run again")
+    error.filename = str(path)
+    return error
 
 
 def write_json(path, obj) -> Path:

@@ -865,3 +865,14 @@ def test_an_output_rewritten_when_the_disk_fails_keeps_its_old_version(tmp_path,
     with pytest.raises(OSError):
         make()
     assert {p: p.read_bytes() for p in sorted(p for p in tmp_path.rglob("*") if p.is_file())} == before
+
+
+@pytest.mark.parametrize("app,args", [
+    ("netlab.export", ["out=/proc/no-such-folder/model.onnx"]),
+    ("netlab.evaluate", ["out=/proc/no-such-folder"]),
+])
+def test_an_output_that_cannot_be_written_is_one_paragraph(run, tmp_path, app, args):
+    done = cli(app, f"checkpoint={run}", f"data.root={FIXTURE}", "data.verify=false", *args, cwd=tmp_path) \
+        if app == "netlab.evaluate" else cli(app, f"checkpoint={run}", "verify=none", *args, cwd=tmp_path)
+    assert done.returncode == 2 and "cannot write /proc/no-such-folder" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
