@@ -25,6 +25,7 @@ from .data.augment import Augment
 from .data.files import DATASETS
 from .errors import ConfigError
 from .loggers import LOGGER_CONFIGS, LOGGERS, CsvConfig
+from .nn.layers import AUTO, CONV_ALGORITHMS
 from .optim import OPTIMIZERS, SCHEDULES, check_hyperparameters
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -38,11 +39,14 @@ def _check(ok: bool, key: str, rule: str, value) -> None:
 @dataclass
 class BackendConfig:
     name: str = "numpy"            # numpy (CPU), cupy (CUDA GPU), torch or array_api_strict
-    threads: Optional[int] = None  # BLAS threads on the CPU; None keeps the library's default
+    threads: Optional[int] = None  # BLAS and FFT threads on the CPU; None keeps the library's default
+    conv: str = AUTO               # how convolutions compute: im2col, fft (stride 1) or auto (per layer)
 
     def __post_init__(self):
         _check(self.name in BACKENDS, "backend.name", f"one of {BACKENDS}", self.name)
         _check(self.threads is None or self.threads >= 1, "backend.threads", ">= 1", self.threads)
+        _check(self.conv in (AUTO, *CONV_ALGORITHMS), "backend.conv", f"one of {(AUTO, *CONV_ALGORITHMS)}",
+               self.conv)
 
 
 @dataclass
@@ -320,7 +324,7 @@ class ServeConfig:
 class BenchConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
-    mode: str = "step"                # step: time training steps beside PyTorch; e2e: train epochs on MNIST
+    mode: str = "step"                # step: time training steps beside PyTorch; e2e: whole runs of both on MNIST
     batch_sizes: List[int] = field(default_factory=lambda: [64, 256])
     threads: Optional[int] = None     # CPU threads for both libraries; None: every core this process may use
     warmup: int = 3                   # untimed steps per contender
@@ -329,8 +333,10 @@ class BenchConfig:
     torch: bool = True                # compare with PyTorch when it is installed
     breakdown: bool = True            # per-layer forward/backward times of netlab's step
     smoke: bool = False               # one tiny batch (CI): checks that the bench runs, times nothing useful
-    epochs: int = 1                   # e2e mode
-    train_overrides: List[str] = field(default_factory=list)  # e2e mode: training overrides
+    recipe: Optional[str] = None      # e2e mode: a training preset (conf/experiment/NAME.yaml), e.g. fast99
+    epochs: Optional[int] = None      # e2e mode: train.epochs; None keeps the recipe's
+    runs: int = 3                     # e2e mode: whole runs of each contender, alternating
+    train_overrides: List[str] = field(default_factory=list)  # e2e mode: more training overrides
     debug: bool = False
 
     def __post_init__(self):
@@ -338,8 +344,9 @@ class BenchConfig:
         _check(len(self.batch_sizes) >= 1 and all(1 <= b <= 65536 for b in self.batch_sizes), "batch_sizes",
                "a list of integers from 1 to 65536", list(self.batch_sizes))
         _check(self.threads is None or self.threads >= 1, "threads", ">= 1", self.threads)
-        for key in ("repeats", "steps", "epochs"):
+        for key in ("repeats", "steps", "runs"):
             _check(getattr(self, key) >= 1, key, "an integer >= 1", getattr(self, key))
+        _check(self.epochs is None or self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(self.warmup >= 0, "warmup", "an integer >= 0", self.warmup)
 
 

@@ -140,9 +140,10 @@ def _parse(spec, position):
                       f"(conv: {{out: 16, kernel: 5}})")
 
 
-def build(cfg) -> nn.Sequential:
+def build(cfg, conv: str = nn.layers.AUTO) -> nn.Sequential:
     """The Sequential that ``cfg.layers`` describes, checked against ``input_shape`` and
-    ``num_classes``: every size is inferred by running a probe sample through the layers."""
+    ``num_classes``: every size is inferred by running a probe sample through the layers.
+    ``conv`` is the algorithm of every convolution (backend.conv)."""
     xp = backend.namespace("numpy")
     shape = tuple(cfg.input_shape)
     if not (1 <= len(shape) <= 3 and all(isinstance(d, int) and 1 <= d <= 4096 for d in shape)) \
@@ -169,10 +170,13 @@ def build(cfg) -> nn.Sequential:
                                   f"sample after this layer; netlab refuses more than {MAX_PARAMETERS:,} and "
                                   f"{MAX_ACTIVATIONS:,} (models.MAX_PARAMETERS, models.MAX_ACTIVATIONS)")
             layer = layer_spec.make(shape, args, cfg)
+            if isinstance(layer, nn.Conv2d):
+                layer.algorithm = conv
         except ConfigError as exc:
             raise ConfigError(f"model: layer {position} ({name}): {exc}") from None
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model: layer {position} ({name}) with {args}: {exc}") from None
+            hint = f" (backend.conv={conv})" if conv != nn.layers.AUTO and name == "conv" else ""
+            raise ConfigError(f"model: layer {position} ({name}) with {args}{hint}: {exc}") from None
         layer.eval()
         try:
             probe = layer.forward(probe)

@@ -86,7 +86,7 @@ class Trainer:
             backend.set_threads(cfg.backend.threads)
         self.device = backend.device_name(xp)
         nn.manual_seed(cfg.seed)
-        self.model = models.build(cfg.model).to(xp)  # before the data: a bad model file fails fast
+        self.model = models.build(cfg.model, cfg.backend.conv).to(xp)  # before the data: a bad model file fails fast
         if cfg.train.init_from:
             self._init_from(cfg.train.init_from)
         dc = cfg.data
@@ -351,7 +351,7 @@ class Trainer:
             "lr": cfg.optimizer.lr, "lr_schedule": self.opt.schedule.describe(self.opt.base_lr),
             "reported_step": at.step,  # the test/val/train figures above are from this step
             "test_accuracy_at_best_step": self.log.at(at.best_step).get("test", {}).get("accuracy"),
-            "epochs": round(at.step / self.steps_per_epoch, 4), "steps": at.step,
+            "epochs": round(at.step / self.steps_per_epoch, 4), "steps": at.step, "images": at.images,
             "batch_size": cfg.train.batch_size, "seed": cfg.seed, "dataset": cfg.data.name,
         }
         write_json(self.out / "results.json", results)

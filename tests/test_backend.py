@@ -90,3 +90,40 @@ def test_scratch_reuses_only_what_fits():
     assert s.empty(strict, "cols", (2, 4), strict.float64) is not s.empty(xp, "cols", (2, 4), xp.float64)
     plain = backend.Scratch(reuse=False)
     assert plain.empty(xp, "cols", (2, 3), xp.float32) is not plain.empty(xp, "cols", (2, 3), xp.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fft_fast_path_matches_its_twin_and_keeps_precision(xp, rng, dtype):
+    """backend.rfftn/irfftn (SciPy on NumPy arrays) against the namespace's own FFT and a
+    NumPy float64 reference, along the leading axes with zero-padding, as the conv uses them."""
+    x_np = rng.standard_normal((5, 6, 3, 4)).astype(dtype)
+    x = as_xp(xp, x_np) if dtype == "float64" else backend.from_numpy(xp, x_np)
+    spectrum = backend.rfftn(xp, x, (8, 9), (0, 1))
+    np.testing.assert_allclose(backend.to_numpy(spectrum), np.fft.rfftn(x_np.astype(np.float64), s=(8, 9), axes=(0, 1)),
+                               rtol=0, atol=1e-4 if dtype == "float32" else 1e-12)
+    twin = xp.fft.rfftn(x, s=(8, 9), axes=(0, 1))
+    np.testing.assert_allclose(backend.to_numpy(spectrum), backend.to_numpy(twin), rtol=0,
+                               atol=1e-5 if dtype == "float32" else 1e-12)
+    assert spectrum.dtype == twin.dtype == (xp.complex64 if dtype == "float32" else xp.complex128)
+    back = backend.irfftn(xp, spectrum, (8, 9), (0, 1))
+    assert back.dtype == getattr(xp, dtype)
+    np.testing.assert_allclose(backend.to_numpy(back)[:5, :6], x_np, rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+    np.testing.assert_allclose(backend.to_numpy(back), backend.to_numpy(xp.fft.irfftn(twin, s=(8, 9), axes=(0, 1))),
+                               rtol=0, atol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="SciPy not installed")
+def test_fft_fast_path_is_taken_on_numpy_with_the_thread_setting(monkeypatch):
+    import scipy.fft
+
+    seen = []
+    real = scipy.fft.rfftn
+    monkeypatch.setattr(scipy.fft, "rfftn", lambda *a, **k: seen.append(k["workers"]) or real(*a, **k))
+    xp = backend.namespace("numpy")
+    backend.set_threads(1)
+    try:
+        backend.rfftn(xp, np.ones((4, 4), np.float32), (4, 4), (0, 1))
+    finally:
+        backend.set_threads(None)
+    backend.rfftn(xp, np.ones((4, 4), np.float32), (4, 4), (0, 1))
+    assert seen == [1, backend.threads()] and backend.threads() >= 1

@@ -54,6 +54,7 @@ def test_each_optimizer_has_its_own_fields():
     ("optimizer.schedule.name=warp", "optimizer.schedule.name must be one of"),
     ("train.max_steps=0", "train.max_steps must be >= 1"),
     ("backend.threads=0", "backend.threads must be >= 1"),
+    ("backend.conv=winograd", r"backend.conv must be one of \('auto', 'im2col', 'fft'\)"),
 ])
 def test_invalid_values_are_refused_before_training(override, message):
     with pytest.raises(ConfigError, match=message):

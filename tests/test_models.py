@@ -25,6 +25,20 @@ def test_every_model_file_builds_in_the_order_it_is_written(name):
     assert [names[type(m)] for m in model] == written  # print(model) shows the model file
 
 
+@pytest.mark.parametrize("conv", ["auto", "im2col", "fft"])
+def test_backend_conv_sets_every_convolution(conv):
+    model = models.build(small_config().model, conv)
+    assert [m.algorithm for m in model if isinstance(m, nn.Conv2d)] == [conv, conv]
+
+
+def test_a_conv_algorithm_that_cannot_compute_a_layer_is_one_config_error():
+    cfg = small_config("model=seed_cnn").model
+    cfg.layers[0] = {"conv": {"out": 16, "kernel": 5, "padding": 2, "stride": 2}}
+    with pytest.raises(ConfigError, match=r"layer 0 \(conv\).*\(backend.conv=fft\).*stride"):
+        models.build(cfg, "fft")
+    models.build(cfg, "auto")  # auto takes im2col for it
+
+
 def test_seed_cnn_sizes_and_parameter_count():
     model = models.build(small_config().model)
     conv1, conv2, fc1, fc2 = (m for m in model if isinstance(m, (nn.Conv2d, nn.Linear)))

@@ -13,8 +13,8 @@ from conftest import HAS_TORCH, as_xp, numeric_grad
 TORCH_TOL = 1e-4
 
 
-def _conv(k, s, p, bias=True):
-    return lambda: nn.Conv2d(2, 3, k, stride=s, padding=p, bias=bias)
+def _conv(k, s, p, bias=True, algorithm="auto"):
+    return lambda: nn.Conv2d(2, 3, k, stride=s, padding=p, bias=bias, algorithm=algorithm)
 
 
 # id -> (make the layer, input shape). Shapes are small: finite differences cost a forward
@@ -28,6 +28,15 @@ CASES = {
     "conv3x3s2p1": (_conv(3, 2, 1), (2, 2, 5, 9)),
     "conv3x2s2x1p0x1": (_conv((3, 2), (2, 1), (0, 1)), (2, 2, 6, 5)),
     "conv_nobias": (_conv(3, 1, 0, bias=False), (2, 2, 5, 5)),
+    # the FFT algorithm (stride 1): odd and even transform lengths, padding wider than usual,
+    # a kernel longer than the image, and non-square everything
+    "fft_conv1x1": (_conv(1, 1, 0, algorithm="fft"), (2, 2, 5, 4)),
+    "fft_conv3x3p1": (_conv(3, 1, 1, algorithm="fft"), (2, 2, 6, 5)),
+    "fft_conv5x5p2": (_conv(5, 1, 2, algorithm="fft"), (2, 2, 6, 7)),
+    "fft_conv3x3p2": (_conv(3, 1, 2, algorithm="fft"), (2, 2, 4, 5)),
+    "fft_conv5x5p2_1x3": (_conv(5, 1, 2, algorithm="fft"), (2, 2, 1, 3)),
+    "fft_conv3x2p0x1": (_conv((3, 2), 1, (0, 1), algorithm="fft"), (2, 2, 6, 5)),
+    "fft_conv_nobias": (_conv(3, 1, 0, bias=False, algorithm="fft"), (2, 2, 5, 5)),
     **{f"{pool.__name__.lower()}{k}s{s}p{p}_{h}x{w}": (lambda pool=pool, k=k, s=s, p=p: pool(k, stride=s, padding=p),
                                                         (2, 3, h, w))
        for pool in (nn.MaxPool2d, nn.AvgPool2d)
@@ -338,6 +347,69 @@ def test_init_is_seeded_and_bounded():
     a = backend.to_numpy(a)
     assert np.abs(a).max() <= 0.1 and np.abs(a).max() > 0.099
     assert abs(a.std() - 0.1 / np.sqrt(3)) < 0.002  # std of U(-b, b) is b/sqrt(3)
+
+
+def test_fft_conv_matches_im2col_at_training_size(xp, rng):
+    """The FFT fast path against its plain twin, im2col, on the seed CNN's second convolution
+    in float32: forward, dL/dx and both parameter gradients, over two steps (the kernel
+    spectrum is recomputed from the changed weights)."""
+    fast = nn.Conv2d(16, 32, 5, padding=2, algorithm="fft").to(xp)
+    plain = nn.Conv2d(16, 32, 5, padding=2, algorithm="im2col").to(xp)
+    for step in range(2):
+        plain.load_state_dict(fast.state_dict() if step == 0 else
+                              {k: v * 1.5 for k, v in fast.state_dict().items()})
+        fast.load_state_dict(plain.state_dict())
+        x = backend.from_numpy(xp, rng.standard_normal((6, 16, 14, 14)).astype(np.float32))
+        dy = backend.from_numpy(xp, rng.standard_normal((6, 32, 14, 14)).astype(np.float32))
+        pairs = [(fast.forward(x), plain.forward(x)), (fast.backward(dy), plain.backward(dy))]
+        pairs += [(fast.grads[k], plain.grads[k]) for k in ("weight", "bias")]
+        for a, b in pairs:
+            a, b = backend.to_numpy(a), backend.to_numpy(b)
+            assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, atol=2e-5 * np.abs(b).max(), rtol=0)
+
+
+def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
+    """auto: the FFT for stride-1 kernels of 5x5 and up over 4+ channels, on NumPy; im2col
+    elsewhere (the first layer of MNIST nets, 3x3 kernels, strides, other backends)."""
+    x = backend.from_numpy(backend.namespace("numpy"), rng.standard_normal((2, 16, 8, 8)).astype(np.float32))
+    used = {}
+    for name, layer in {"5x5 over 16": nn.Conv2d(16, 4, 5, padding=2), "3x3 over 16": nn.Conv2d(16, 4, 3),
+                        "5x5 stride 2": nn.Conv2d(16, 4, 5, stride=2), "5x5 over 1": nn.Conv2d(1, 4, 5)}.items():
+        layer.forward(x[:, :layer.in_channels, ...])
+        used[name] = layer.used.__name__.rsplit(".", 1)[-1]
+    assert used == {"5x5 over 16": "fft", "3x3 over 16": "im2col", "5x5 stride 2": "im2col", "5x5 over 1": "im2col"}
+    strict = backend.namespace("array_api_strict")
+    layer = nn.Conv2d(16, 4, 5, padding=2).to(strict)
+    layer.forward(backend.from_numpy(strict, backend.to_numpy(x)))
+    assert layer.used is nn.layers.CONV_ALGORITHMS["im2col"]
+
+
+def test_an_algorithm_that_cannot_compute_a_layer_is_refused():
+    with pytest.raises(ValueError, match="fft algorithm cannot compute.*stride"):
+        nn.Conv2d(2, 3, 3, stride=2, algorithm="fft")
+    with pytest.raises(Exception, match="unknown conv algorithm 'winograd'.*im2col, fft"):
+        nn.Conv2d(2, 3, 3, algorithm="winograd")
+
+
+def test_fft_lengths_are_5_smooth_and_long_enough():
+    from netlab.nn.fft import fft_length
+
+    assert [fft_length(14, 2, 5), fft_length(28, 2, 5), fft_length(1, 2, 5), fft_length(11, 0, 3)] == [16, 30, 5, 12]
+    for size in range(1, 60):
+        for pad in range(4):
+            n = fft_length(size, pad, 3)
+            assert n >= size + pad and all(f in (2, 3, 5) for f in _factors(n))
+
+
+def _factors(n):
+    out, f = [], 2
+    while n > 1:
+        while n % f == 0:
+            out.append(f)
+            n //= f
+        f += 1
+    return out
 
 
 def test_conv_scratch_reuse_matches_fresh_buffers(xp, rng):

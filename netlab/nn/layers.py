@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from .im2col import col2im, conv_outsize, im2col, pad, pair, window
+from ..registry import Registry
+from . import fft, im2col
+from .im2col import CHWN as _CHWN, NCHW as _NCHW, conv_outsize, pad, pair, window
 from .init import kaiming_uniform
 from .module import Module
-
-_CHWN = (1, 2, 3, 0)  # view an (N, C, H, W) array as (C, H, W, N)
-_NCHW = (3, 0, 1, 2)  # and back
 
 
 class Linear(Module):
@@ -45,11 +44,32 @@ class Linear(Module):
         return dy @ self.params["weight"] if input_grad else None
 
 
+# name -> a module with forward(layer, x) and backward(layer, dy, input_grad): how Conv2d computes.
+# im2col is the reference that runs every convolution; fft is the fast path for stride 1.
+CONV_ALGORITHMS = Registry("conv algorithm")
+CONV_ALGORITHMS.register("im2col", im2col)
+CONV_ALGORITHMS.register("fft", fft)
+AUTO = "auto"
+
+
+def choose_algorithm(layer) -> str:
+    """What ``algorithm="auto"`` uses for ``layer``: the FFT where benchmarks/NOTES.md measured it
+    faster on NumPy (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x faster on
+    the seed CNN's second convolution); im2col elsewhere (3x3 kernels and single-channel
+    inputs were slower as FFTs) and on the other backends, where it was not measured."""
+    if (backend.name_of(layer.xp) == "numpy" and fft.supports(layer) and min(layer.kernel_size) >= 5
+            and layer.in_channels >= 4):
+        return "fft"
+    return "im2col"
+
+
 class Conv2d(Module):
-    """2-D convolution by im2col + one matmul. x: (N, C, H, W) -> (N, out, out_h, out_w)."""
+    """2-D convolution, x: (N, C, H, W) -> (N, out, out_h, out_w), computed by one of
+    ``CONV_ALGORITHMS`` (``algorithm``; "auto": :func:`choose_algorithm`). Every algorithm
+    gives the same result up to float rounding."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 bias: bool = True, rng=None):
+                 bias: bool = True, rng=None, algorithm: str = AUTO):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = pair(kernel_size), pair(stride), pair(padding)
@@ -58,41 +78,32 @@ class Conv2d(Module):
         self.params["weight"] = kaiming_uniform((out_channels, in_channels, kh, kw), fan_in, rng)
         if bias:
             self.params["bias"] = kaiming_uniform((out_channels,), fan_in, rng)
-        self.scratch = backend.Scratch()  # column matrices reused from step to step
+        self.scratch = backend.Scratch()  # im2col's column matrices, reused from step to step
+        self.algorithm = algorithm
+
+    @property
+    def algorithm(self) -> str:
+        return self._algorithm
+
+    @algorithm.setter
+    def algorithm(self, name: str) -> None:
+        if name != AUTO:
+            if not CONV_ALGORITHMS.lookup(name).supports(self):
+                raise ValueError(f"the {name} algorithm cannot compute {self!r} (stride {self.stride}); "
+                                 f"use im2col or auto")
+        self._algorithm = name
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={'bias' in self.params}")
 
     def forward(self, x):
-        xp = self.xp
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        self.out_hw = out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
-        x = pad(xp, xp.permute_dims(x, _CHWN), ph, pw)
-        self.padded_shape = x.shape
-        buffer = self.scratch.empty(xp, "cols", (c, kh, kw, out_h, out_w, n), x.dtype, x.device)
-        self.cols = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=buffer)
-        y = xp.reshape(self.params["weight"], (self.out_channels, c * kh * kw)) @ self.cols
-        if "bias" in self.params:
-            y = y + self.params["bias"][:, None]
-        return xp.permute_dims(xp.reshape(y, (self.out_channels, out_h, out_w, n)), _NCHW)
+        name = choose_algorithm(self) if self.algorithm == AUTO else self.algorithm
+        self.used = CONV_ALGORITHMS[name]  # backward must be the same algorithm's
+        return self.used.forward(self, x)
 
     def backward(self, dy, input_grad: bool = True):
-        xp = self.xp
-        weight = self.params["weight"]
-        dy2 = xp.reshape(xp.permute_dims(dy, _CHWN), (self.out_channels, -1))
-        self.grads["weight"] = xp.reshape(dy2 @ xp.matrix_transpose(self.cols), weight.shape)
-        if "bias" in self.params:
-            self.grads["bias"] = xp.sum(dy2, axis=1)
-        if not input_grad:
-            return None
-        w2t = xp.matrix_transpose(xp.reshape(weight, (self.out_channels, -1)))
-        dcols = backend.matmul_into(xp, w2t, dy2, self.scratch.empty(xp, "dcols", self.cols.shape, dy2.dtype,
-                                                                     dy2.device))
-        dx = col2im(xp, dcols, self.padded_shape, *self.kernel_size, *self.stride, *self.out_hw)
-        (ph, pw), (_, h, w, _) = self.padding, self.padded_shape
-        return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], _NCHW)
+        return self.used.backward(self, dy, input_grad)
 
 
 class _Pool2d(Module):
@@ -222,10 +233,27 @@ class Flatten(Module):
         return self.xp.reshape(x, (x.shape[0], -1))
 
     def backward(self, dy, input_grad: bool = True):
-        return self.xp.reshape(dy, self.x_shape)
+        xp = self.xp
+        dx = xp.reshape(dy, self.x_shape)
+        if len(self.x_shape) != 4:
+            return dx
+        # Images arrive as (N, C, H, W) views of (C, H, W, N) memory (see the module's doc);
+        # handing back dx in that layout keeps the elementwise backward of the ReLU and pool
+        # before us on one memory order (mixed orders took ~4x longer, benchmarks/NOTES.md).
+        out = xp.empty(tuple(self.x_shape[a] for a in _CHWN), dtype=dy.dtype, device=dy.device)
+        out[...] = xp.permute_dims(dx, _CHWN)
+        return xp.permute_dims(out, _NCHW)
 
 
 class _BatchNorm(Module):
+    """Batch norm per channel, computed on a (channels, everything else) matrix: the image
+    layers keep (C, H, W, N) memory, so that matrix is a free view and every statistic is a
+    reduction along contiguous rows (over (N, H, W) axes of the 4-d view NumPy took 3x longer,
+    benchmarks/NOTES.md)."""
+
+    # input ndim -> the permutation that puts channels first and the batch last
+    ORDER: dict = {}
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         xp = self.xp
@@ -239,55 +267,58 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    def _axes(self, x):
-        raise NotImplementedError
+    def _rows(self, x):
+        """x -> (C, M) with M = everything but the channel axis, and what undoes it."""
+        xp = self.xp
+        order = self.ORDER.get(x.ndim)
+        if order is None:
+            raise ValueError(f"{type(self).__name__} expects {self.EXPECTS}, got shape {tuple(x.shape)}")
+        moved = xp.permute_dims(x, order)
+        back = tuple(order.index(a) for a in range(x.ndim))
+        shape = moved.shape
+        return xp.reshape(moved, (shape[0], -1)), lambda rows: xp.permute_dims(xp.reshape(rows, shape), back)
 
     def forward(self, x):
         xp = self.xp
-        axes = self._axes(x)
-        shape = tuple(self.num_features if a == 1 else 1 for a in range(x.ndim))
+        rows, self.restore = self._rows(x)
         if self.training:
-            mean = xp.mean(x, axis=axes, keepdims=True)
-            var = xp.var(x, axis=axes, keepdims=True)
-            count = math.prod(x.shape[a] for a in axes)
+            mean = xp.mean(rows, axis=1, keepdims=True)
+            var = xp.var(rows, axis=1, keepdims=True)
+            count = rows.shape[1]
             m, b = self.momentum, self.buffers
             b["running_mean"] = (1 - m) * b["running_mean"] + m * xp.reshape(mean, (-1,))
             b["running_var"] = (1 - m) * b["running_var"] + m * xp.reshape(var, (-1,)) * (count / max(count - 1, 1))
             b["num_batches_tracked"] = b["num_batches_tracked"] + 1
         else:
-            mean = xp.reshape(self.buffers["running_mean"], shape)
-            var = xp.reshape(self.buffers["running_var"], shape)
+            mean = self.buffers["running_mean"][:, None]
+            var = self.buffers["running_var"][:, None]
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self.xhat = (x - mean) * self.inv_std
-        self.axes, self.shape = axes, shape
-        return xp.reshape(self.params["weight"], shape) * self.xhat + xp.reshape(self.params["bias"], shape)
+        self.xhat = (rows - mean) * self.inv_std
+        return self.restore(self.params["weight"][:, None] * self.xhat + self.params["bias"][:, None])
 
     def backward(self, dy, input_grad: bool = True):
         xp = self.xp
-        axes, xhat = self.axes, self.xhat
-        self.grads["weight"] = xp.sum(dy * xhat, axis=axes)
-        self.grads["bias"] = xp.sum(dy, axis=axes)
-        dxhat = dy * xp.reshape(self.params["weight"], self.shape)
+        dy, _ = self._rows(dy)
+        xhat = self.xhat
+        self.grads["weight"] = xp.sum(dy * xhat, axis=1)
+        self.grads["bias"] = xp.sum(dy, axis=1)
+        dxhat = dy * self.params["weight"][:, None]
         if not self.training:
-            return dxhat * self.inv_std
-        mean_d = xp.mean(dxhat, axis=axes, keepdims=True)
-        mean_dx = xp.mean(dxhat * xhat, axis=axes, keepdims=True)
-        return (dxhat - mean_d - xhat * mean_dx) * self.inv_std
+            return self.restore(dxhat * self.inv_std)
+        mean_d = xp.mean(dxhat, axis=1, keepdims=True)
+        mean_dx = xp.mean(dxhat * xhat, axis=1, keepdims=True)
+        return self.restore((dxhat - mean_d - xhat * mean_dx) * self.inv_std)
 
 
 class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, H, W) per channel of x: (N, C, H, W)."""
 
-    def _axes(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"BatchNorm2d expects (N, C, H, W), got shape {tuple(x.shape)}")
-        return (0, 2, 3)
+    ORDER = {4: (1, 2, 3, 0)}
+    EXPECTS = "(N, C, H, W)"
 
 
 class BatchNorm1d(_BatchNorm):
     """Batch norm over N (and L) per feature of x: (N, C) or (N, C, L)."""
 
-    def _axes(self, x):
-        if x.ndim not in (2, 3):
-            raise ValueError(f"BatchNorm1d expects (N, C) or (N, C, L), got shape {tuple(x.shape)}")
-        return (0,) if x.ndim == 2 else (0, 2)
+    ORDER = {2: (1, 0), 3: (1, 2, 0)}
+    EXPECTS = "(N, C) or (N, C, L)"
