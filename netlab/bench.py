@@ -22,7 +22,7 @@ from . import backend, losses, models, nn, optim
 from .app import command, user_errors
 from .config import BenchConfig, compose, validate
 from .outputs import output_dir, write_json
-from .torch_twin import torch_twin
+from .torch_twin import torch_twin, train_like
 from .training import Trainer
 
 log = logging.getLogger("netlab.bench")
@@ -86,7 +86,7 @@ def breakdown(model, x, y, repeats: int) -> list[dict]:
 
 def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
     nn.manual_seed(0)
-    model = models.build(model_cfg).to(xp).train()
+    model = models.build(model_cfg, cfg.backend.conv).to(xp).train()
     opt = optim.Adam(model, lr=1e-3)
     gen = backend.Generator(1)
     x = gen.normal(xp, (batch, *model_cfg.input_shape))
@@ -154,22 +154,48 @@ def step_mode(cfg) -> dict:
 
 
 def e2e_mode(cfg) -> dict:
-    overrides = [f"backend={cfg.backend.name}", f"train.epochs={cfg.epochs}", "train.progress=false",
-                 f"train.eval_every={10 ** 9}", *cfg.train_overrides]
-    run_cfg = compose(*overrides)
-    out = output_dir() / "e2e"
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    trainer = Trainer(validate(run_cfg), out)
-    results = trainer.fit()
-    return {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "epochs": cfg.epochs,
-            "overrides": overrides, "wall_s": time.perf_counter() - t0, "train_time_s": results["train_time_s"],
-            "test_accuracy": results["test_accuracy"], "images_per_s": results["images_per_s"]}
+    """Train a whole run (the ``recipe`` preset and ``train_overrides``) with netlab and, on
+    the same recipe, the same data in the same order, the same initial weights and lr schedule,
+    with PyTorch; alternate them ``runs`` times and report training time (evaluation excluded,
+    batching and augmentation included for both) and test accuracy."""
+    threads = cfg.threads or len(os.sched_getaffinity(0))
+    overrides = [f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
+                 *([f"experiment={cfg.recipe}"] if cfg.recipe else []),
+                 *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []),
+                 "train.progress=false", f"train.eval_every={10 ** 9}", *cfg.train_overrides]
+    run_cfg = validate(compose(*overrides))
+    torch_ok = bool(cfg.torch) and _torch_version() is not None
+    if cfg.torch and not torch_ok:
+        log.warning("PyTorch is not installed: timing netlab alone")
+    runs = {"netlab": [], **({"torch": []} if torch_ok else {})}
+    for r in range(cfg.runs):
+        for name in runs:
+            out = output_dir() / "e2e" / f"{name}-{r}"
+            out.mkdir(parents=True, exist_ok=True)
+            trainer = Trainer(run_cfg, out)
+            runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads)[0])
+            log.info("%s run %d: %.2f s of training, test accuracy %.2f%%", name, r + 1,
+                     runs[name][-1]["train_time_s"], 100 * runs[name][-1]["test_accuracy"])
+    report = {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "threads": threads,
+              "overrides": overrides, "runs": cfg.runs, "torch_version": _torch_version() if torch_ok else None}
+    for name, results in runs.items():
+        times = sorted(x["train_time_s"] for x in results)
+        accs = sorted(x["test_accuracy"] for x in results)
+        report[name] = {"train_time_s": statistics.median(times), "train_time_min": times[0],
+                        "train_time_max": times[-1], "test_accuracy": statistics.median(accs),
+                        "test_accuracy_min": accs[0], "test_accuracy_max": accs[-1],
+                        "steps": results[0]["steps"], "images": results[0]["images"]}
+    if torch_ok:
+        ratios = sorted(t["train_time_s"] / n["train_time_s"] for n, t in zip(runs["netlab"], runs["torch"]))
+        report["ratio"], report["ratio_min"], report["ratio_max"] = statistics.median(ratios), ratios[0], ratios[-1]
+    return report
 
 
 def _torch_version():
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return None
     return torch.__version__
 
 
@@ -194,11 +220,27 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def e2e_table(report: dict) -> str:
+    lines = [f"netlab bench e2e: {' '.join(report['overrides'])}; {report['threads']} threads, "
+             f"{report['runs']} alternating runs each",
+             "contender | training s, median (min-max) | test accuracy, median (min-max) | steps, images"]
+    for name in ("netlab", "torch"):
+        if name in report:
+            r = report[name]
+            lines.append(f"{name:9} | {r['train_time_s']:7.2f} ({r['train_time_min']:.2f}-{r['train_time_max']:.2f})"
+                         f"{'':>8} | {100 * r['test_accuracy']:.2f}% ({100 * r['test_accuracy_min']:.2f}-"
+                         f"{100 * r['test_accuracy_max']:.2f}%){'':>8} | {r['steps']}, {r['images']}")
+    if "ratio" in report:
+        lines.append(f"netlab speed / PyTorch speed: {report['ratio']:.2f}x ({report['ratio_min']:.2f}-"
+                     f"{report['ratio_max']:.2f})")
+    return "\n".join(lines)
+
+
 @user_errors
 def bench(raw: DictConfig) -> dict:
     cfg = validate(raw, BenchConfig)
     report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
-    print(table(report) if cfg.mode == "step" else json.dumps(report, indent=2), flush=True)
+    print(table(report) if cfg.mode == "step" else e2e_table(report), flush=True)
     out = write_json(output_dir() / "bench.json", report)
     log.info("wrote %s", out)
     return report

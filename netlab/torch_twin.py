@@ -3,7 +3,9 @@ with its weights (the bench's contender, and the tests' second opinion)."""
 
 from __future__ import annotations
 
-from . import nn
+import time
+
+from . import backend, data, nn
 
 
 def torch_twin(model: nn.Sequential):
@@ -32,3 +34,71 @@ def torch_twin(model: nn.Sequential):
         return twin
 
     return one(model)
+
+
+def _sgd(torch, cfg, params):
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def _adam(torch, cfg, params):
+    return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def _adagrad(torch, cfg, params):
+    return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def _rmsprop(torch, cfg, params):
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+
+
+# optimizer name (netlab.optim.OPTIMIZERS) -> the torch.optim optimizer with the same update rule
+# (the first momentum buffer is the gradient, L2 is added to the gradient, eps outside the root)
+TORCH_OPTIMIZERS = {"sgd": _sgd, "momentum": _sgd, "adam": _adam, "adagrad": _adagrad, "rmsprop": _rmsprop}
+
+
+def torch_optimizer(cfg, params):
+    """The ``torch.optim`` twin of the optimizer that ``cfg`` (``optimizer``) describes. Its
+    learning rate is the caller's to set each step, from netlab's schedule."""
+    import torch
+
+    return TORCH_OPTIMIZERS[cfg.name](torch, cfg, params)
+
+
+def train_like(trainer, threads: int):
+    """``trainer``'s run (a :class:`netlab.training.Trainer`, not yet fitted), done by the PyTorch
+    twin of its model: the same first weights, batches (netlab's loader: the same order and
+    augmentation), optimizer and per-step lr, on ``threads`` threads. Timed as Trainer times
+    itself: the steps, not the final evaluation. Returns (results, the trained twin)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(trainer.cfg.seed)  # dropout masks: PyTorch's own stream
+    twin = torch_twin(trainer.model).train()
+    opt = torch_optimizer(trainer.cfg.optimizer, twin.parameters())
+    schedule, base_lr = trainer.opt.schedule, trainer.opt.base_lr
+    loss_fn = torch.nn.CrossEntropyLoss()
+    step, images, t0 = 0, 0, time.perf_counter()
+    for epoch in range(trainer.cfg.train.epochs):
+        for xb, yb in trainer.loader.batches(epoch):
+            if step >= trainer.total_steps:
+                break
+            for group in opt.param_groups:
+                group["lr"] = schedule(step, base_lr)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(twin(torch.from_numpy(backend.to_numpy(xb))), torch.from_numpy(backend.to_numpy(yb))).backward()
+            opt.step()
+            step, images = step + 1, images + int(yb.shape[0])
+    train_time = time.perf_counter() - t0
+    twin.eval()
+    s, correct = trainer.splits, 0
+    with torch.no_grad():
+        for lo in range(0, s.test_x.shape[0], 1000):
+            hi = min(s.test_x.shape[0], lo + 1000)
+            xb = backend.to_numpy(data.normalize(s.test_x[lo:hi, ...], trainer.mean, trainer.std))
+            pred = twin(torch.from_numpy(xb)).argmax(1).numpy()
+            correct += int((pred == backend.to_numpy(s.test_y[lo:hi])).sum())
+    return {"train_time_s": train_time, "test_accuracy": correct / s.test_x.shape[0], "steps": step,
+            "images": images}, twin

@@ -30,7 +30,15 @@ def test_step_mode_smoke(tmp_path):
 
 
 def test_e2e_mode_smoke(tmp_path):
-    report, _ = bench(tmp_path, "mode=e2e", "epochs=1",
-                      "train_overrides=[" + ",".join(f"'{o}'" for o in (f"data.root={FIXTURE}", "data.verify=false",
-                                                                   "data.download=false", "train.max_steps=3")) + "]")
-    assert report["mode"] == "e2e" and 0.0 <= report["test_accuracy"] <= 1.0 and report["wall_s"] > 0
+    """A recipe preset, trained by netlab and (when installed) by PyTorch on the same batches."""
+    report, out = bench(tmp_path, "mode=e2e", "recipe=fast99", "runs=1", "threads=1",
+                        "train_overrides=[" + ",".join(f"'{o}'" for o in (
+                            f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=3",
+                            "train.batch_size=16")) + "]")
+    assert report["mode"] == "e2e" and "experiment=fast99" in report["overrides"]
+    contenders = ("netlab", "torch") if report["torch_version"] else ("netlab",)
+    for name in contenders:
+        r = report[name]
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_time_s"] > 0, name
+        assert (r["steps"], r["images"]) == (3, 48), name
+    assert ("ratio" in report) == ("torch" in report) and "netlab    |" in out
