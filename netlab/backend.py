@@ -148,7 +148,14 @@ def set_threads(n: int | None) -> None:
 
 def threads() -> int:
     """The CPU threads the math libraries may use: set_threads()'s limit, else every core this process may use."""
-    return _threads or len(os.sched_getaffinity(0))
+    return _threads or cpu_cores()
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may use (containers and taskset included where the OS says)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux; macOS and Windows lack it
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 # ------------------------------------------------------------------------------ fast paths

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 import time
 
@@ -132,7 +131,7 @@ def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
 
 def step_mode(cfg) -> dict:
     xp = backend.namespace(cfg.backend.name)
-    threads = cfg.threads or len(os.sched_getaffinity(0))
+    threads = cfg.threads or backend.cpu_cores()
     backend.set_threads(threads)
     model_cfg = cfg.model
     torch_ok = bool(cfg.torch)
@@ -158,7 +157,7 @@ def e2e_mode(cfg) -> dict:
     the same recipe, the same data in the same order, the same initial weights and lr schedule,
     with PyTorch; alternate them ``runs`` times and report training time (evaluation excluded,
     batching and augmentation included for both) and test accuracy."""
-    threads = cfg.threads or len(os.sched_getaffinity(0))
+    threads = cfg.threads or backend.cpu_cores()
     overrides = [f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
                  *([f"experiment={cfg.recipe}"] if cfg.recipe else []),
                  *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []),

@@ -471,9 +471,9 @@ def job_dirname(override_dirname: str) -> str:
 def threads_per_job(jobs) -> int:
     """CPU threads for each of ``jobs`` parallel jobs on this machine (-1: one job per core), so
     that parallel jobs share the cores instead of each running every core's worth of BLAS."""
-    import os
+    from .backend import cpu_cores
 
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_cores()
     jobs = cores if int(jobs) < 1 else int(jobs)
     return max(1, cores // jobs)
 

@@ -127,3 +127,17 @@ def test_fft_fast_path_is_taken_on_numpy_with_the_thread_setting(monkeypatch):
         backend.set_threads(None)
     backend.rfftn(xp, np.ones((4, 4), np.float32), (4, 4), (0, 1))
     assert seen == [1, backend.threads()] and backend.threads() >= 1
+
+
+def test_cpu_cores_without_sched_getaffinity(monkeypatch):
+    """macOS and Windows have no os.sched_getaffinity: the thread count falls back to cpu_count."""
+    import os
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert backend.cpu_cores() == 3 and backend.threads() == 3
+    backend.set_threads(2)
+    try:
+        assert backend.threads() == 2
+    finally:
+        backend.set_threads(None)
