@@ -24,6 +24,10 @@ echo "== bench: netlab cupy vs torch cuda"
 timeout 120 python3 -m netlab.bench backend=cupy "batch_sizes=[128,1024]" repeats=7 steps=20 \
   hydra.run.dir="$OUT/bench" 2>&1 | tee "$OUT/bench.log" | grep -vE "Dropout|Flatten"
 
+echo "== bench: the FFT convolution on the GPU (auto picks im2col there until this says otherwise)"
+timeout 90 python3 -m netlab.bench backend=cupy backend.conv=fft "batch_sizes=[128,1024]" repeats=5 steps=20 \
+  hydra.run.dir="$OUT/bench_fft" 2>&1 | tee "$OUT/bench_fft.log" | grep -E "^ +[0-9]+ \||Conv2d"
+
 echo "== train: default config on the GPU, 2 epochs"
 timeout 120 python3 -m netlab.train backend=cupy train.progress=false hydra.run.dir="$OUT/train" 2>&1 \
   | grep -E "step|done|error" | tee "$OUT/train.log"

@@ -15,11 +15,13 @@ import statistics
 import time
 
 import hydra
+import yaml
 from omegaconf import DictConfig
 
 from . import backend, losses, models, nn, optim
 from .app import command, user_errors
-from .config import BenchConfig, compose, validate
+from .config import CONF_DIR, BenchConfig, compose, validate
+from .errors import ConfigError
 from .outputs import output_dir, write_json
 from .torch_twin import torch_twin, train_like
 from .training import Trainer
@@ -152,31 +154,57 @@ def step_mode(cfg) -> dict:
     return report
 
 
+# keys the e2e bench sets itself, so that both contenders run what the report says
+E2E_OWN_KEYS = ("backend", "experiment", "train.progress", "train.eval_every", "train.patience")
+
+
+def _recipe(name: str) -> str:
+    """``name`` checked as a single-run training preset in conf/experiment."""
+    presets = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    if name not in presets:
+        raise ConfigError(f"recipe={name!r} is not a training preset; choose one of: {', '.join(presets)} "
+                          f"(conf/experiment/NAME.yaml)")
+    hydra_node = (yaml.safe_load((CONF_DIR / "experiment" / f"{name}.yaml").read_text()) or {}).get("hydra") or {}
+    if hydra_node.get("mode") == "MULTIRUN" or (hydra_node.get("sweeper") or {}).get("params"):
+        raise ConfigError(f"recipe={name} is a sweep of several runs; the e2e bench times one training recipe. "
+                          f"Pick a single-run preset such as fast99 or best, or give the sweep's setting "
+                          f"through train_overrides")
+    return name
+
+
 def e2e_mode(cfg) -> dict:
     """Train a whole run (the ``recipe`` preset and ``train_overrides``) with netlab and, on
     the same recipe, the same data in the same order, the same initial weights and lr schedule,
     with PyTorch; alternate them ``runs`` times and report training time (evaluation excluded,
-    batching and augmentation included for both) and test accuracy."""
+    batching and augmentation included for both) and test accuracy. Early stopping is off:
+    both contenders train every step of the recipe."""
     threads = cfg.threads or backend.cpu_cores()
-    overrides = [f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
-                 *([f"experiment={cfg.recipe}"] if cfg.recipe else []),
-                 *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []),
-                 "train.progress=false", f"train.eval_every={10 ** 9}", *cfg.train_overrides]
+    for override in cfg.train_overrides:
+        key = str(override).split("=", 1)[0].lstrip("+~")
+        if key.startswith(E2E_OWN_KEYS):
+            raise ConfigError(f"train_overrides: {override!r} sets what the bench sets itself; use the bench's "
+                              f"backend=..., backend.conv=..., threads=... and recipe=... instead")
+    overrides = [*([f"experiment={_recipe(cfg.recipe)}"] if cfg.recipe else []),
+                 *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []), *cfg.train_overrides,
+                 f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
+                 "train.progress=false", f"train.eval_every={10 ** 9}", "train.patience=0"]
     run_cfg = validate(compose(*overrides))
     torch_ok = bool(cfg.torch) and _torch_version() is not None
     if cfg.torch and not torch_ok:
         log.warning("PyTorch is not installed: timing netlab alone")
+    torch_device = "cuda" if cfg.backend.name == "cupy" else "cpu"
     runs = {"netlab": [], **({"torch": []} if torch_ok else {})}
     for r in range(cfg.runs):
         for name in runs:
             out = output_dir() / "e2e" / f"{name}-{r}"
             out.mkdir(parents=True, exist_ok=True)
             trainer = Trainer(run_cfg, out)
-            runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads)[0])
+            runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads, torch_device)[0])
             log.info("%s run %d: %.2f s of training, test accuracy %.2f%%", name, r + 1,
                      runs[name][-1]["train_time_s"], 100 * runs[name][-1]["test_accuracy"])
     report = {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "threads": threads,
-              "overrides": overrides, "runs": cfg.runs, "torch_version": _torch_version() if torch_ok else None}
+              "overrides": overrides, "runs": cfg.runs, "torch_version": _torch_version() if torch_ok else None,
+              "torch_device": torch_device if torch_ok else None}
     for name, results in runs.items():
         times = sorted(x["train_time_s"] for x in results)
         accs = sorted(x["test_accuracy"] for x in results)
@@ -185,7 +213,9 @@ def e2e_mode(cfg) -> dict:
                         "test_accuracy_min": accs[0], "test_accuracy_max": accs[-1],
                         "steps": results[0]["steps"], "images": results[0]["images"]}
     if torch_ok:
-        ratios = sorted(t["train_time_s"] / n["train_time_s"] for n, t in zip(runs["netlab"], runs["torch"]))
+        # speed = images per second of training, so unequal lengths could not pass for a speed-up
+        ratios = sorted((n["images"] / n["train_time_s"]) / (t["images"] / t["train_time_s"])
+                        for n, t in zip(runs["netlab"], runs["torch"]))
         report["ratio"], report["ratio_min"], report["ratio_max"] = statistics.median(ratios), ratios[0], ratios[-1]
     return report
 

@@ -257,14 +257,15 @@ def load_weights(path, which: str = "last") -> tuple[dict, dict]:
     return ck.model, {"config": ck.config, "mean": ck.mean, "std": ck.std, "step": ck.counters["step"]}
 
 
-def load_model(path, xp, which: str = "last", model=None, mean=None, std=None):
+def load_model(path, xp, which: str = "last", model=None, mean=None, std=None, conv: str = "auto"):
     """``(model, config, mean, std)``: the model in eval mode on namespace ``xp``, the run's
     validated config, and the normalisation it trained with.
 
     ``path`` is a netlab checkpoint (a run directory or a .npz) or a safetensors file. The
     model file is the checkpoint's, or ``model`` (a model config) when given; a safetensors
     file written by ``netlab.export`` carries its own. ``mean`` and ``std`` override the
-    normalisation the file holds (None when it holds none)."""
+    normalisation the file holds (None when it holds none). ``conv`` is how its convolutions
+    compute (backend.conv)."""
     path = resolve(path, which)
     weights, meta = load_weights(path)
     if "config" in meta:
@@ -276,7 +277,7 @@ def load_model(path, xp, which: str = "last", model=None, mean=None, std=None):
     mean = mean if mean is not None else _number(meta.get("mean"))
     std = std if std is not None else _number(meta.get("std"))
     try:
-        built = models.build(cfg.model)
+        built = models.build(cfg.model, conv)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its model cannot be built: {exc}") from None
     try:

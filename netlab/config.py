@@ -503,10 +503,16 @@ def compose(*overrides: str, config_name: str = "config") -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose with its search path
-        return hydra_compose(config_name, overrides=list(overrides))
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name, overrides=list(overrides))
+    from hydra.errors import HydraException
+
+    overrides = [str(o) for o in overrides]
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose with its search path
+            return hydra_compose(config_name, overrides=overrides)
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:  # what the command line would refuse
+        raise ConfigError(f"cannot compose the config: {exc}") from None
 
 
 def validate(cfg: DictConfig, schema_cls: type = None) -> Config:

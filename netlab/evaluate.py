@@ -22,7 +22,8 @@ def evaluate(raw: DictConfig) -> dict:
     cfg = validate(raw, EvaluateConfig)
     xp = backend.namespace(cfg.backend.name)
     path = checkpoint.resolve(cfg.checkpoint, cfg.which)
-    model, run_cfg, mean, std = checkpoint.load_model(path, xp, model=cfg.model, mean=cfg.mean, std=cfg.std)
+    model, run_cfg, mean, std = checkpoint.load_model(path, xp, model=cfg.model, mean=cfg.mean, std=cfg.std,
+                                                       conv=cfg.backend.conv)
     meta = checkpoint.load_weights(path)[1]
     step = meta.get("step", meta.get("checkpoint_step"))  # a checkpoint's, or an exported file's
     # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.

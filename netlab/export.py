@@ -47,7 +47,7 @@ def onnx_agreement(path: Path, model, mean: float, std: float, images: np.ndarra
 def export(raw: DictConfig) -> dict:
     cfg = validate(raw, ExportConfig)
     path = checkpoint.resolve(cfg.checkpoint, cfg.which)
-    model, run_cfg, mean, std = checkpoint.load_model(path, backend.namespace("numpy"))
+    model, run_cfg, mean, std = checkpoint.load_model(path, backend.namespace("numpy"), conv=cfg.backend.conv)
     write, suffix = EXPORTERS.lookup(cfg.format)
     out = Path(cfg.out) if cfg.out else (checkpoint.run_dir(path) or path.parent) / f"{path.stem}{suffix}"
     meta = {"model": yaml.safe_dump({"layers": run_cfg.model.layers}, default_flow_style=True).strip(),

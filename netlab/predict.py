@@ -49,7 +49,8 @@ def predict(raw: DictConfig) -> list[dict]:
     status is then 2."""
     cfg = validate(raw, PredictConfig)
     xp = backend.namespace(cfg.backend.name)
-    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp, cfg.which, model=cfg.model, mean=cfg.mean, std=cfg.std)
+    model, run_cfg, mean, std = load_model(cfg.checkpoint, xp, cfg.which, model=cfg.model, mean=cfg.mean,
+                                          std=cfg.std, conv=cfg.backend.conv)
     if mean is None or std is None:
         raise ConfigError(f"{cfg.checkpoint} does not say how its images were normalised; give mean= and std= "
                           f"(the training images' pixel mean and standard deviation, in [0, 1] units)")

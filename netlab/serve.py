@@ -28,7 +28,8 @@ def serve(raw: DictConfig) -> None:
         raise BackendError("netlab.serve needs Starlette and uvicorn: pip install -e '.[serve]'") from None
     xp = backend.namespace(cfg.backend.name)
     path = checkpoint.resolve(cfg.checkpoint, cfg.which)
-    model, run_cfg, mean, std = checkpoint.load_model(path, xp, model=cfg.model, mean=cfg.mean, std=cfg.std)
+    model, run_cfg, mean, std = checkpoint.load_model(path, xp, model=cfg.model, mean=cfg.mean, std=cfg.std,
+                                                       conv=cfg.backend.conv)
     if mean is None or std is None:
         raise ConfigError(f"{path} does not say how its images were normalised; give mean= and std=")
     sock = _bind(cfg.host, cfg.port)

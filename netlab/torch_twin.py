@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from . import backend, data, nn
 
 
@@ -67,16 +69,19 @@ def torch_optimizer(cfg, params):
     return TORCH_OPTIMIZERS[cfg.name](torch, cfg, params)
 
 
-def train_like(trainer, threads: int):
+def train_like(trainer, threads: int, device: str = "cpu"):
     """``trainer``'s run (a :class:`netlab.training.Trainer`, not yet fitted), done by the PyTorch
-    twin of its model: the same first weights, batches (netlab's loader: the same order and
-    augmentation), optimizer and per-step lr, on ``threads`` threads. Timed as Trainer times
-    itself: the steps, not the final evaluation. Returns (results, the trained twin)."""
+    twin of its model on ``device``: the same first weights, batches (netlab's loader: the same
+    order and augmentation), optimizer and per-step lr, on ``threads`` CPU threads. Timed as
+    Trainer times itself: the steps, not the final evaluation. Returns (results, the twin)."""
     import torch
+
+    def tensor(a):  # a batch as a tensor on the device; CuPy arrays go over DLPack, no host copy
+        return torch.from_numpy(a).to(device) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
 
     torch.set_num_threads(threads)
     torch.manual_seed(trainer.cfg.seed)  # dropout masks: PyTorch's own stream
-    twin = torch_twin(trainer.model).train()
+    twin = torch_twin(trainer.model).to(device).train()
     opt = torch_optimizer(trainer.cfg.optimizer, twin.parameters())
     schedule, base_lr = trainer.opt.schedule, trainer.opt.base_lr
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -88,9 +93,11 @@ def train_like(trainer, threads: int):
             for group in opt.param_groups:
                 group["lr"] = schedule(step, base_lr)
             opt.zero_grad(set_to_none=True)
-            loss_fn(twin(torch.from_numpy(backend.to_numpy(xb))), torch.from_numpy(backend.to_numpy(yb))).backward()
+            loss_fn(twin(tensor(xb)), tensor(yb)).backward()
             opt.step()
             step, images = step + 1, images + int(yb.shape[0])
+    if device != "cpu":
+        torch.cuda.synchronize()
     train_time = time.perf_counter() - t0
     twin.eval()
     s, correct = trainer.splits, 0
@@ -98,7 +105,7 @@ def train_like(trainer, threads: int):
         for lo in range(0, s.test_x.shape[0], 1000):
             hi = min(s.test_x.shape[0], lo + 1000)
             xb = backend.to_numpy(data.normalize(s.test_x[lo:hi, ...], trainer.mean, trainer.std))
-            pred = twin(torch.from_numpy(xb)).argmax(1).numpy()
+            pred = twin(torch.from_numpy(xb).to(device)).argmax(1).cpu().numpy()
             correct += int((pred == backend.to_numpy(s.test_y[lo:hi])).sum())
     return {"train_time_s": train_time, "test_accuracy": correct / s.test_x.shape[0], "steps": step,
             "images": images}, twin

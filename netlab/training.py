@@ -295,7 +295,7 @@ class Trainer:
             path = self.out / "checkpoints" / f"{name}.npz"
             if not path.exists():
                 continue
-            model = models.build(self.cfg.model)
+            model = models.build(self.cfg.model, self.cfg.backend.conv)
             model.load_state_dict(checkpoint.read(path).model)
             model.to(self.xp)
             n = min(256, self.splits.val_x.shape[0])

@@ -37,6 +37,10 @@ CASES = {
     "fft_conv5x5p2_1x3": (_conv(5, 1, 2, algorithm="fft"), (2, 2, 1, 3)),
     "fft_conv3x2p0x1": (_conv((3, 2), 1, (0, 1), algorithm="fft"), (2, 2, 6, 5)),
     "fft_conv_nobias": (_conv(3, 1, 0, bias=False, algorithm="fft"), (2, 2, 5, 5)),
+    # padding past kernel - 1: the output is longer than image + padding
+    "fft_conv1x1p1": (_conv(1, 1, 1, algorithm="fft"), (2, 2, 5, 4)),
+    "fft_conv3x3p3": (_conv(3, 1, 3, algorithm="fft"), (2, 2, 4, 5)),
+    "fft_conv1x3p2x4": (_conv((1, 3), 1, (2, 4), algorithm="fft"), (2, 2, 4, 6)),
     **{f"{pool.__name__.lower()}{k}s{s}p{p}_{h}x{w}": (lambda pool=pool, k=k, s=s, p=p: pool(k, stride=s, padding=p),
                                                         (2, 3, h, w))
        for pool in (nn.MaxPool2d, nn.AvgPool2d)
@@ -396,10 +400,15 @@ def test_fft_lengths_are_5_smooth_and_long_enough():
     from netlab.nn.fft import fft_length
 
     assert [fft_length(14, 2, 5), fft_length(28, 2, 5), fft_length(1, 2, 5), fft_length(11, 0, 3)] == [16, 30, 5, 12]
-    for size in range(1, 60):
-        for pad in range(4):
-            n = fft_length(size, pad, 3)
-            assert n >= size + pad and all(f in (2, 3, 5) for f in _factors(n))
+    assert fft_length(5, 1, 1) == 8  # 7 output pixels: longer than image + padding
+    for size in range(1, 40):
+        for kernel in range(1, 8):
+            for pad in range(7):
+                out = size + 2 * pad - kernel + 1
+                if out < 1:
+                    continue
+                n = fft_length(size, pad, kernel)
+                assert n >= max(size + pad, kernel, out) and all(f in (2, 3, 5) for f in _factors(n))
 
 
 def _factors(n):

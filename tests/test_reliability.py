@@ -586,6 +586,20 @@ APP_ARGUMENTS = [
     ("bench", ["mode=fast"], "mode must be 'step' or 'e2e'"),
     ("bench", ["threads=0"], "threads must be >= 1"),
     ("bench", ["epochs=0"], "epochs must be an integer >= 1"),
+    ("bench", ["runs=0"], "runs must be an integer >= 1"),
+    ("bench", ["mode=e2e", "recipe=nope"], "recipe='nope' is not a training preset; choose one of: best, fast99"),
+    ("bench", ["mode=e2e", "recipe=../model/seed_cnn"], "is not a training preset"),
+    ("bench", ["mode=e2e", "recipe=study_lr"], "recipe=study_lr is a sweep of several runs"),
+    ("bench", ["mode=e2e", "train_overrides=['train.max_step=2']"], "Could not override 'train.max_step'"),
+    ("bench", ["mode=e2e", "train_overrides=['train.max_steps=abc']"], "cannot compose the config"),
+    ("bench", ["mode=e2e", "train_overrides=['model=nope']"], "cannot compose the config"),
+    ("bench", ["mode=e2e", "train_overrides=[1,2]"], "cannot compose the config"),
+    ("bench", ["mode=e2e", "train_overrides=['backend.threads=1']"], "sets what the bench sets itself"),
+    ("bench", ["mode=e2e", "train_overrides=['train.patience=3']"], "sets what the bench sets itself"),
+    ("bench", ["mode=e2e", "train_overrides=['+experiment=fast99']"], "sets what the bench sets itself"),
+    ("bench", ["backend.conv=winograd"], "backend.conv must be one of"),
+    ("bench", ["backend.conv=fft", "model=fast_cnn", "smoke=true"], "(backend.conv=fft)"),
+    ("evaluate", ["backend.conv=fft", "model=fast_cnn"], "(backend.conv=fft)"),
 ]
 APPS = {"predict": predict_app.predict, "evaluate": evaluate_app.evaluate, "bench": bench_app.bench}
 

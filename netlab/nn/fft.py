@@ -11,8 +11,9 @@ Layout. Images are transformed over their (H, W) axes from the (H, W, C, N) view
 spectra come out as (Lh, Lw//2+1, C, N) = (F, C, N) and the channel products are batched
 matmuls over frequencies with no transposing copy.
 
-No explicit padding. The transform length L = max(H + p, K) (rounded up to a size whose
-factors are 2, 3 and 5) leaves at least p zeros after the image, and the kernel is stored
+No explicit padding. The transform length L >= max(H + p, K, out_h) (rounded up to a size
+whose factors are 2, 3 and 5) leaves at least p zeros after the image, holds every output
+pixel (out_h = H + 2p - K + 1 exceeds H + p when p > K - 1), and the kernel is stored
 rolled back by p: kernel tap a sits at (a - p) mod L. Then circular correlation of the
 zero-extended image with that kernel equals the padded convolution for every output
 pixel, because no index that an output reads wraps onto image pixels: output i reads
@@ -27,8 +28,10 @@ from .im2col import NCHW
 
 
 def fft_length(size: int, pad: int, kernel: int) -> int:
-    """The smallest length >= max(size + pad, kernel) whose only prime factors are 2, 3 and 5."""
-    n = max(size + pad, kernel)
+    """The smallest length whose only prime factors are 2, 3 and 5 and that holds the zeros
+    after the image (size + pad), every kernel tap (kernel) and every output pixel
+    (size + 2 pad - kernel + 1, longer than size + pad when pad > kernel - 1)."""
+    n = max(size + pad, kernel, size + 2 * pad - kernel + 1)
     while True:
         m = n
         for f in (2, 3, 5):
