@@ -14,7 +14,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -109,6 +111,7 @@ class Trainer:
         self.loggers = loggers.build(cfg.logger, self.out)
         self._started = None
         self.resumed_from = None
+        self.interrupt = DeferredInterrupt()  # replaced by an active one while the loop runs
 
     def _init_from(self, path) -> None:
         """Start from outside weights (fine-tuning): the weights only, with resume's shape checks;
@@ -215,7 +218,7 @@ class Trainer:
         bar = Progress(cfg.train.progress, self.total_steps, self.at.step)
         self.model.train()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), DeferredInterrupt() as self.interrupt:
                 # Overflow shows up as a NaN loss, which _diverged() explains; the libraries'
                 # own warnings about it would only clutter that message.
                 warnings.filterwarnings("ignore", message=r"(invalid value|overflow|divide by zero) encountered")
@@ -242,6 +245,7 @@ class Trainer:
                 at.epoch, at.batch = at.epoch + 1, 0
             tick = time.perf_counter()
             for xb, yb in self.loader.batches(at.epoch, start=at.batch):
+                self.interrupt.check()  # a Ctrl-C takes effect here, between steps
                 logits = model.forward(xb)
                 loss, dlogits = losses.softmax_cross_entropy(logits, yb)
                 model.backward(dlogits, input_grad=False)
@@ -364,6 +368,38 @@ class Trainer:
                  100 * results["test_accuracy"], 100 * results["val_accuracy"], self.train_time,
                  f"{results['images_per_s']:,.0f}" if results["images_per_s"] else "-", self.out)
         return results
+
+
+class DeferredInterrupt:
+    """Ctrl-C during the loop takes effect between steps, never inside a checkpoint write or an
+    evaluation: the first SIGINT is remembered and raised as KeyboardInterrupt at the next
+    :meth:`check`; a second one interrupts at once. (A SIGINT landing inside OmegaConf while a
+    checkpoint was being assembled turned into an AttributeError crash, exit 1.) Off the main
+    thread, or where SIGINT has a handler other than Python's default, nothing changes."""
+
+    def __init__(self):
+        self.pending = False
+        self._previous = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.pending:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class Progress:

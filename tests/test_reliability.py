@@ -756,6 +756,46 @@ def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path):
     checkpoint.read(out)  # what it saved is intact
 
 
+def test_a_ctrl_c_waits_for_a_safe_point_and_a_second_one_does_not():
+    """The first SIGINT is held until the loop's next check; a second interrupts at once; the
+    handler is Python's default again afterwards."""
+    with training.DeferredInterrupt() as interrupt:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler runs at the next bytecode boundary
+        except KeyboardInterrupt:
+            pytest.fail("the first Ctrl-C interrupted at once instead of waiting for a check")
+        assert interrupt.pending
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while a checkpoint is being assembled and written (it once hit
+    OmegaConf there and crashed with exit 1) ends the run after the write, whole, with
+    Interrupted (exit 130) naming that checkpoint's step."""
+    real_write, calls = checkpoint.write, []
+
+    def write_with_ctrl_c(path, state):
+        calls.append(path)
+        if len(calls) == 2:  # the second save: last.npz at step 4
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        return real_write(path, state)
+
+    monkeypatch.setattr(checkpoint, "write", write_with_ctrl_c)
+    cfg = small_config("train.max_steps=20", "train.checkpoint_every=2", "train.eval_every=100000")
+    trainer = training.Trainer(cfg, tmp_path)
+    with pytest.raises(Interrupted, match="interrupted at step 4 of 20; the last checkpoint is from step 4"):
+        trainer.fit()
+    assert checkpoint.read(tmp_path / "checkpoints" / "last.npz").counters["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.parametrize("args,message", [
     (["backend=tpu"], "Could not find 'backend/tpu'"),
     (["optimizer=adamw"], "Could not find 'optimizer/adamw'"),
