@@ -739,7 +739,8 @@ def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "netlab.train", *SMALL, "train.epochs=100000",
                              "train.checkpoint_every=2", "train.eval_every=100000", f"hydra.run.dir={out}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default_in_child)  # a user's terminal, even under CI run with &
     try:
         deadline = time.time() + 120
         while not (out / "checkpoints" / "last.npz").exists() and time.time() < deadline:
@@ -756,7 +757,20 @@ def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path):
     checkpoint.read(out)  # what it saved is intact
 
 
-def test_a_ctrl_c_waits_for_a_safe_point_and_a_second_one_does_not():
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test: a shell without job control starts background
+    jobs (CI launched with &) with SIGINT ignored, and netlab rightly leaves that alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_default_in_child():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_a_ctrl_c_waits_for_a_safe_point_and_a_second_one_does_not(default_sigint):
     """The first SIGINT is held until the loop's next check; a second interrupts at once; the
     handler is Python's default again afterwards."""
     with training.DeferredInterrupt() as interrupt:
@@ -774,7 +788,7 @@ def test_a_ctrl_c_waits_for_a_safe_point_and_a_second_one_does_not():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, monkeypatch):
+def test_a_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, monkeypatch, default_sigint):
     """A Ctrl-C that lands while a checkpoint is being assembled and written (it once hit
     OmegaConf there and crashed with exit 1) ends the run after the write, whole, with
     Interrupted (exit 130) naming that checkpoint's step."""
