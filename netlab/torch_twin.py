@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from . import backend, data, nn
 
 
@@ -76,8 +74,8 @@ def train_like(trainer, threads: int, device: str = "cpu"):
     Trainer times itself: the steps, not the final evaluation. Returns (results, the twin)."""
     import torch
 
-    def tensor(a):  # a batch as a tensor on the device; CuPy arrays go over DLPack, no host copy
-        return torch.from_numpy(a).to(device) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    def tensor(a):  # a batch as a tensor on the device; on a GPU over DLPack, with no host copy
+        return torch.from_numpy(backend.to_numpy(a)) if device == "cpu" else torch.from_dlpack(a)
 
     torch.set_num_threads(threads)
     torch.manual_seed(trainer.cfg.seed)  # dropout masks: PyTorch's own stream
