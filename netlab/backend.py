@@ -8,6 +8,7 @@ that a benchmark showed pay (each with a generic twin the tests compare it with)
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -78,8 +79,9 @@ def _import(module: str, fix: str):
                            f"installed. Install it with: {fix}") from None
 
 
+@functools.lru_cache(maxsize=None)
 def name_of(xp) -> str:
-    """The backend name of a namespace returned by :func:`namespace`."""
+    """The backend name of a namespace returned by :func:`namespace` (worked out once per namespace)."""
     mod = xp.__name__
     for name in NAMES:
         if mod == name or mod.endswith("." + name):
@@ -122,6 +124,23 @@ def from_numpy(xp, a, dtype=None, device=None):
     return xp.asarray(a, device=device)
 
 
+def move(xp, a, dtype=None, device=None):
+    """``a``, an array of any supported backend, as an array of namespace ``xp`` (cast to
+    ``dtype`` and placed on ``device`` when given). Within one library nothing goes through the
+    host (CuPy to CuPy stays on the GPU); across libraries the copy goes through NumPy."""
+    from array_api_compat import array_namespace
+
+    try:
+        same = name_of(array_namespace(a)) == name_of(xp)
+    except TypeError:  # not an array of any library array_api_compat knows
+        same = False
+    if not same:
+        return from_numpy(xp, to_numpy(a), dtype=dtype, device=device)
+    if dtype is not None and a.dtype != dtype:
+        a = xp.astype(a, dtype)
+    return xp.asarray(a) if device is None else xp.asarray(a, device=device)
+
+
 def _numpy_dtype(xp, dtype):
     for name in ("float32", "float64", "int64", "int32", "uint8", "uint32", "int8", "bool"):
         if dtype == getattr(xp, name):
@@ -162,7 +181,7 @@ def cpu_cores() -> int:
 def matmul_into(xp, a, b, out=None):
     """``a @ b``, written into ``out`` when given and NumPy can (a fast path: no fresh
     allocation); every other case is the plain ``a @ b`` twin."""
-    if out is not None and name_of(xp) == "numpy" and isinstance(out, np.ndarray):
+    if isinstance(out, np.ndarray) and isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
         return np.matmul(a, b, out=out)
     return a @ b
 

@@ -11,6 +11,9 @@ it), written atomically. Its keys:
 - ``metrics.<column>``: the metrics log so far;
 - ``data_mean``, ``data_std``: the normalisation the model trained with;
 - ``config``: the run's config as YAML; ``format``: :data:`FORMAT`.
+
+This module is the format only: it knows arrays, numbers and text, not models or the schema
+(``netlab.saved`` builds a model from a checkpoint, ``netlab.resume`` continues a run from one).
 """
 
 from __future__ import annotations
@@ -23,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from omegaconf import OmegaConf
 
-from . import backend, models
-from .config import validate
-from .errors import CheckpointError, ConfigError
+from . import backend
+from .errors import CheckpointError
 from .metrics import COLUMNS
 from .outputs import atomic_write
 
@@ -139,23 +140,26 @@ class _Fields:
         return {c: list(a) for c, a in cols.items()}
 
 
-def run_config(ck: Checkpoint, where: str = "checkpoint"):
-    """The validated :class:`~netlab.config.Config` embedded in ``ck``. The YAML is data: no
-    anchors or aliases (whose expansion can exhaust memory), nothing but plain values."""
-    try:
-        tokens = list(yaml.scan(ck.config))
-        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)) for t in tokens):
-            raise CheckpointError(f"{where}: its embedded config uses YAML anchors, aliases or tags, which "
-                                  f"netlab never writes; refusing it")
-        data = yaml.safe_load(ck.config)
-    except yaml.YAMLError as exc:
-        raise CheckpointError(f"{where}: its embedded config is not valid YAML ({str(exc).splitlines()[0]})") from None
+def config_mapping(ck: Checkpoint, where: str = "checkpoint") -> dict:
+    """The settings mapping that ``ck`` embeds, read as plain YAML data (see :func:`plain_yaml`)."""
+    data = plain_yaml(ck.config, f"{where}: its embedded config")
     if not isinstance(data, dict):
         raise CheckpointError(f"{where}: its embedded config is not a mapping of settings")
+    return data
+
+
+def plain_yaml(text: str, what: str):
+    """YAML ``text`` from a file from outside, read as data: bounded in length, and no anchors,
+    aliases (whose expansion can exhaust memory) or tags (which name Python types); netlab writes none."""
     try:
-        return validate(OmegaConf.create(data))
-    except ConfigError as exc:
-        raise CheckpointError(f"{where}: its embedded config is invalid: {exc}") from None
+        if len(text) > MAX_CONFIG_CHARS:
+            raise CheckpointError(f"{what} is longer than {MAX_CONFIG_CHARS:,} characters; refusing it")
+        if any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken)) for t in yaml.scan(text)):
+            raise CheckpointError(f"{what} uses YAML anchors, aliases or tags, which netlab never writes; "
+                                  f"refusing it")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{what} is not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def _prefixed(st: dict, prefix: str) -> dict:
@@ -238,91 +242,3 @@ def _check_directory(path, archive: zipfile.ZipFile) -> None:
 def read(path, which: str = "last") -> Checkpoint:
     """The :class:`Checkpoint` at ``path`` (a run directory, whose ``which`` checkpoint is read, or a .npz file)."""
     return Checkpoint.from_arrays(read_arrays(path, which), str(resolve(path, which)))
-
-
-def is_safetensors(path) -> bool:
-    return Path(path).suffix == ".safetensors"
-
-
-def load_weights(path, which: str = "last") -> tuple[dict, dict]:
-    """``(state_dict, metadata)`` of weights from outside or inside: a safetensors file (its
-    metadata as written by ``netlab.export``, or none) or a netlab checkpoint (its config,
-    normalisation and step)."""
-    path = resolve(path, which)
-    if is_safetensors(path):
-        from .exporters import read_safetensors
-
-        return read_safetensors(path)
-    ck = read(path)
-    return ck.model, {"config": ck.config, "mean": ck.mean, "std": ck.std, "step": ck.counters["step"]}
-
-
-def load_model(path, xp, which: str = "last", model=None, mean=None, std=None, conv: str = "auto"):
-    """``(model, config, mean, std)``: the model in eval mode on namespace ``xp``, the run's
-    validated config, and the normalisation it trained with.
-
-    ``path`` is a netlab checkpoint (a run directory or a .npz) or a safetensors file. The
-    model file is the checkpoint's, or ``model`` (a model config) when given; a safetensors
-    file written by ``netlab.export`` carries its own. ``mean`` and ``std`` override the
-    normalisation the file holds (None when it holds none). ``conv`` is how its convolutions
-    compute (backend.conv)."""
-    path = resolve(path, which)
-    weights, meta = load_weights(path)
-    if "config" in meta:
-        cfg = run_config(read(path), str(path))
-    else:
-        cfg = _outside_config(path, meta, model)
-    if model is not None:
-        cfg.model = model
-    mean = mean if mean is not None else _number(meta.get("mean"))
-    std = std if std is not None else _number(meta.get("std"))
-    try:
-        built = models.build(cfg.model, conv)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: its model cannot be built: {exc}") from None
-    try:
-        built.load_state_dict(weights)
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model {cfg.model.name!r} ({exc})") from None
-    return built.to(xp).eval(), cfg, mean, std
-
-
-def _number(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _outside_config(path, meta: dict, model):
-    """The Config of weights from a safetensors file: the defaults, its dataset, and its model
-    file (the metadata's, read as data, or the one the user names)."""
-    from .config import Config, DataConfig, ModelConfig
-
-    if model is None:
-        if "model" not in meta:
-            raise CheckpointError(f"{path} says nothing of its model; name the model file it fits, e.g. "
-                                  f"model=seed_cnn")
-        layers = _plain_yaml(meta["model"], path)
-        if not isinstance(layers, dict) or not isinstance(layers.get("layers"), list):
-            raise CheckpointError(f"{path}: its model metadata is not a list of layers")
-        try:
-            model = ModelConfig(name=str(meta.get("model_name", "outside")), layers=layers["layers"],
-                                num_classes=int(meta.get("num_classes", 10)))
-        except (ConfigError, ValueError) as exc:
-            raise CheckpointError(f"{path}: its model metadata is invalid ({exc})") from None
-    try:
-        return Config(data=DataConfig(name=str(meta.get("dataset", "mnist"))), model=model)
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-
-
-def _plain_yaml(text: str, where) -> object:
-    try:
-        if len(text) > MAX_CONFIG_CHARS or any(isinstance(t, (yaml.AnchorToken, yaml.AliasToken, yaml.TagToken))
-                                               for t in yaml.scan(text)):
-            raise CheckpointError(f"{where}: its metadata is too long or uses YAML anchors, aliases or tags")
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise CheckpointError(f"{where}: its metadata is not valid YAML") from None

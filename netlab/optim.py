@@ -3,6 +3,10 @@
 An optimizer holds the model, reads every layer's current ``grads`` in :meth:`step` and
 writes the updated ``params`` back. ``weight_decay`` is L2: ``weight_decay * p`` is added
 to the gradient before the update, as in ``torch.optim``.
+
+Hyperparameters, their defaults and their ranges are the schema's (``netlab.config``): an
+optimizer is built from its config dataclass (``hp``), or from keywords that fill one, so
+``Adam(model)`` trains with the same lr as ``python -m netlab.train optimizer=adam``.
 """
 
 from __future__ import annotations
@@ -10,20 +14,12 @@ from __future__ import annotations
 import math
 
 from . import backend
+from .config import (AdagradConfig, AdamConfig, OptimizerConfig, RMSpropConfig, SGDConfig,
+                     ScheduleConfig as _Defaults)
 from .registry import Registry
 
 SCHEDULES = Registry("schedule")
 OPTIMIZERS = Registry("optimizer")
-
-
-def check_hyperparameters(lr: float, weight_decay: float = 0.0, momentum: float = 0.0) -> None:
-    """The rules every optimizer and the config share: a ValueError names the broken one."""
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    if not (math.isfinite(momentum) and momentum >= 0):
-        raise ValueError(f"momentum must be a finite number >= 0, got {momentum!r}")
 
 
 # ------------------------------------------------------------------------------- schedules
@@ -46,9 +42,8 @@ class Constant:
 class StepLR:
     """lr = base * gamma ** (step // step_size)."""
 
-    def __init__(self, step_size: int, gamma: float = 0.1):
-        if step_size < 1:
-            raise ValueError("step_size must be >= 1")
+    def __init__(self, step_size: int = _Defaults.step_size, gamma: float = _Defaults.gamma):
+        _Defaults(name="step", step_size=step_size, gamma=gamma)  # the schema's rules
         self.step_size, self.gamma = step_size, gamma
 
     @classmethod
@@ -66,9 +61,10 @@ class StepLR:
 class Cosine:
     """Cosine decay from base to ``min_lr`` over ``total_steps``, after linear warm-up."""
 
-    def __init__(self, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0):
+    def __init__(self, total_steps: int, warmup_steps: int = _Defaults.warmup_steps, min_lr: float = _Defaults.min_lr):
         if total_steps < 1:
             raise ValueError("total_steps must be >= 1")
+        _Defaults(name="cosine", warmup_steps=warmup_steps, min_lr=min_lr)  # the schema's rules
         self.total_steps, self.warmup_steps, self.min_lr = total_steps, warmup_steps, min_lr
 
     @classmethod
@@ -91,10 +87,11 @@ class OneCycle:
     """One-cycle: cosine rise from base/div_factor to base over ``pct_start`` of the steps,
     then cosine fall to base/(div_factor*final_div_factor), as ``torch.optim.lr_scheduler.OneCycleLR``."""
 
-    def __init__(self, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4):
+    def __init__(self, total_steps: int, pct_start: float = _Defaults.pct_start,
+                 div_factor: float = _Defaults.div_factor, final_div_factor: float = _Defaults.final_div_factor):
         if total_steps < 2:
             raise ValueError("total_steps must be >= 2")
+        _Defaults(name="onecycle", pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)
         self.total_steps, self.pct_start = total_steps, pct_start
         self.div_factor, self.final_div_factor = div_factor, final_div_factor
 
@@ -122,14 +119,15 @@ class OneCycle:
 
 # ------------------------------------------------------------------------------ optimizers
 class Optimizer:
-    """Base class: ``state`` maps parameter key -> {buffer name: array}."""
+    """Base class: ``state`` maps parameter key -> {buffer name: array}; ``hp`` holds the
+    hyperparameters (the schema dataclass ``CONFIG``, checked when it is built)."""
 
-    defaults: dict = {}
+    CONFIG: type = OptimizerConfig
 
-    def __init__(self, model, lr: float, weight_decay: float = 0.0, schedule=None):
-        check_hyperparameters(lr, weight_decay)
+    def __init__(self, model, hp: OptimizerConfig | None = None, schedule=None, **values):
+        self.hp = hp if hp is not None else self.CONFIG(**values)
         self.model = model
-        self.base_lr, self.weight_decay = lr, weight_decay
+        self.base_lr, self.weight_decay = self.hp.lr, self.hp.weight_decay
         self.schedule = schedule or Constant()
         self.steps = 0
         self.state: dict[str, dict] = {}
@@ -173,84 +171,75 @@ class Optimizer:
             if tuple(arr.shape) != tuple(params[key].shape):
                 raise ValueError(f"optimizer state {key}.{name} has shape {tuple(arr.shape)}, but the parameter "
                                  f"has {tuple(params[key].shape)}")
-            self.state.setdefault(key, {})[name] = backend.from_numpy(
-                xp, arr, dtype=params[key].dtype, device=self.model.device)
+            self.state.setdefault(key, {})[name] = backend.move(xp, arr, dtype=params[key].dtype,
+                                                                device=self.model.device)
 
 
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """SGD with optional (Nesterov) momentum; the first momentum buffer is the gradient."""
 
-    def __init__(self, model, lr=1e-2, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
-        super().__init__(model, lr, weight_decay, schedule)
-        check_hyperparameters(lr, weight_decay, momentum)
-        if nesterov and momentum <= 0:
-            raise ValueError("nesterov momentum needs momentum > 0")
-        self.momentum, self.nesterov = momentum, nesterov
+    CONFIG = SGDConfig
 
     def _update(self, p, g, state, lr):
-        if self.momentum:
-            buf = g if "momentum_buffer" not in state else self.momentum * state["momentum_buffer"] + g
+        momentum = self.hp.momentum
+        if momentum:
+            buf = g if "momentum_buffer" not in state else momentum * state["momentum_buffer"] + g
             state["momentum_buffer"] = buf
-            g = g + self.momentum * buf if self.nesterov else buf
+            g = g + momentum * buf if self.hp.nesterov else buf
         return p - lr * g
 
 
 @OPTIMIZERS.register("adam")
 class Adam(Optimizer):
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, schedule=None):
-        super().__init__(model, lr, weight_decay, schedule)
-        self.betas, self.eps = tuple(betas), eps
+    CONFIG = AdamConfig
 
     def _update(self, p, g, state, lr):
         xp = self.model.xp
-        b1, b2 = self.betas
+        b1, b2 = self.hp.betas
         m = state.get("exp_avg")
         v = state.get("exp_avg_sq")
         m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
         v = (1 - b2) * (g * g) if v is None else b2 * v + (1 - b2) * (g * g)
         state["exp_avg"], state["exp_avg_sq"] = m, v
         t = self.steps
-        denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + self.eps
+        denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + self.hp.eps
         return p - (lr / (1 - b1 ** t)) * (m / denom)
 
 
 @OPTIMIZERS.register("adagrad")
 class Adagrad(Optimizer):
-    def __init__(self, model, lr=1e-2, eps=1e-10, weight_decay=0.0, schedule=None):
-        super().__init__(model, lr, weight_decay, schedule)
-        self.eps = eps
+    CONFIG = AdagradConfig
 
     def _update(self, p, g, state, lr):
         xp = self.model.xp
         s = state.get("sum")
         s = g * g if s is None else s + g * g
         state["sum"] = s
-        return p - lr * (g / (xp.sqrt(s) + self.eps))
+        return p - lr * (g / (xp.sqrt(s) + self.hp.eps))
 
 
 @OPTIMIZERS.register("rmsprop")
 class RMSprop(Optimizer):
     """RMSprop; eps is added outside the square root, as in PyTorch."""
 
-    def __init__(self, model, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, schedule=None):
-        super().__init__(model, lr, weight_decay, schedule)
-        self.alpha, self.eps, self.momentum = alpha, eps, momentum
+    CONFIG = RMSpropConfig
 
     def _update(self, p, g, state, lr):
         xp = self.model.xp
+        alpha = self.hp.alpha
         sq = state.get("square_avg")
-        sq = (1 - self.alpha) * (g * g) if sq is None else self.alpha * sq + (1 - self.alpha) * (g * g)
+        sq = (1 - alpha) * (g * g) if sq is None else alpha * sq + (1 - alpha) * (g * g)
         state["square_avg"] = sq
-        step = g / (xp.sqrt(sq) + self.eps)
-        if self.momentum:
-            buf = step if "momentum_buffer" not in state else self.momentum * state["momentum_buffer"] + step
+        step = g / (xp.sqrt(sq) + self.hp.eps)
+        if self.hp.momentum:
+            buf = step if "momentum_buffer" not in state else self.hp.momentum * state["momentum_buffer"] + step
             state["momentum_buffer"] = buf
             step = buf
         return p - lr * step
 
 
-OPTIMIZERS.register("momentum", SGD)  # SGD whose config preset has momentum 0.9
+OPTIMIZERS.register("momentum", SGD)  # SGD whose schema preset (MomentumConfig) has momentum 0.9
 
 
 def build_schedule(cfg, total_steps: int):
@@ -259,10 +248,7 @@ def build_schedule(cfg, total_steps: int):
     return SCHEDULES.lookup(cfg.name).from_config(cfg, total_steps)
 
 
-def build(cfg, model, total_steps: int):
-    """The optimizer that ``cfg.name`` names, for ``model``, with its schedule. Every field of
-    the optimizer's config but ``name`` and ``schedule`` is a keyword of its class."""
-    kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "schedule")}
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    return OPTIMIZERS.lookup(cfg.name)(model, schedule=build_schedule(cfg.schedule, total_steps), **kwargs)
+def build(cfg: OptimizerConfig, model, total_steps: int):
+    """The optimizer that ``cfg.name`` names, for ``model``, with ``cfg`` as its hyperparameters
+    and the schedule it describes over ``total_steps``."""
+    return OPTIMIZERS.lookup(cfg.name)(model, hp=cfg, schedule=build_schedule(cfg.schedule, total_steps))

@@ -100,8 +100,9 @@ def train_like(trainer, threads: int, device: str = "cpu"):
     twin.eval()
     s, correct = trainer.splits, 0
     with torch.no_grad():
-        for lo in range(0, s.test_x.shape[0], 1000):
-            hi = min(s.test_x.shape[0], lo + 1000)
+        step_by = trainer.cfg.train.eval_batch_size
+        for lo in range(0, s.test_x.shape[0], step_by):
+            hi = min(s.test_x.shape[0], lo + step_by)
             xb = backend.to_numpy(data.normalize(s.test_x[lo:hi, ...], trainer.mean, trainer.std))
             pred = twin(torch.from_numpy(xb).to(device)).argmax(1).cpu().numpy()
             correct += int((pred == backend.to_numpy(s.test_y[lo:hi])).sum())

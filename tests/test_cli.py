@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netlab import backend, checkpoint
-from netlab.data.files import DATASETS, load_split
-from netlab.data.io import load_digit
+from netlab import backend, checkpoint, saved
+from netlab.data.datasets import DATASETS, load_split
+from netlab.data.images import load_digit
 from conftest import FIXTURE, ROOT, SMALL, cli
 
 
@@ -104,7 +104,8 @@ def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
     assert answer["class"] == str(labels[0]) and sum(answer["probabilities"].values()) <= 1.0 + 1e-6
     assert not (tmp_path / "outputs").exists()  # predict leaves no run directory behind
     # the probabilities are the model's on the prepared, normalised digit (computed here in float64)
-    model, _, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"), "best")
+    loaded = saved.load(trained)
+    model, mean, std = loaded.model, loaded.mean, loaded.std
     model.to(backend.namespace("numpy"), dtype=np.float64)
     x = (load_digit(tmp_path / "digit.png").astype(np.float64)[None, None] - mean) / std
     logits = backend.to_numpy(model.forward(x))[0]
@@ -295,7 +296,7 @@ def test_the_readme_smoke_run_runs_as_written(tmp_path):
 
 
 def test_the_bar_refreshes_the_loss_every_few_steps_without_a_sync_per_step():
-    from netlab.training import Progress
+    from netlab.console import Progress
 
     class Bar:
         def __init__(self):

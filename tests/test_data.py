@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from netlab import backend, data
-from netlab.data import files, idx
+from netlab.data import datasets, download, idx
 
 FIXTURE = Path(__file__).parent / "data" / "mnist-small"
 SHARED = Path(os.environ.get("NETLAB_DATA", "")) / "mnist"
@@ -107,7 +107,7 @@ def test_download_failure_is_atomic_and_explained(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("network is off")
 
-    monkeypatch.setattr(files.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(download.urllib.request, "urlopen", refuse)
     with pytest.raises(data.DataError, match="could not be downloaded.*network is off"):
         data.load(backend.namespace("numpy"), "mnist", tmp_path)
     assert list(tmp_path.iterdir()) == []  # no half-written file left behind
@@ -132,13 +132,13 @@ def test_download_verifies_and_renames(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(files.urllib.request, "urlopen", lambda url, timeout: Response())
-    spec = files.DatasetSpec("toy", ("mirror/",), {}, ("0",))
-    path = files.fetch(spec, "train-images-idx3-ubyte", tmp_path)
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Response())
+    spec = datasets.DatasetSpec("toy", ("mirror/",), {}, ("0",))
+    path = download.fetch(spec, "train-images-idx3-ubyte", tmp_path)
     assert path.read_bytes() == payload and [p.name for p in tmp_path.iterdir()] == [path.name]
-    bad = files.DatasetSpec("toy", ("mirror/",), {"train-images-idx3-ubyte": "0" * 64}, ("0",))
+    bad = datasets.DatasetSpec("toy", ("mirror/",), {"train-images-idx3-ubyte": "0" * 64}, ("0",))
     with pytest.raises(data.DataError, match="checksum mismatch"):
-        files.fetch(bad, "train-images-idx3-ubyte", tmp_path / "other")
+        download.fetch(bad, "train-images-idx3-ubyte", tmp_path / "other")
     assert list((tmp_path / "other").iterdir()) == []
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from netlab import backend, checkpoint, training
+from netlab import backend, checkpoint, saved, training
 from netlab.config import CONF_DIR
-from netlab.data.files import DATASETS, load_split
+from netlab.data.datasets import DATASETS, load_split
 from netlab.errors import CheckpointError
 from conftest import FIXTURE, HAS_TORCH, cli, small_config
 
@@ -27,12 +27,13 @@ def trained(request, tmp_path_factory):
 
 def test_onnx_matches_netlab_on_the_test_images(trained, tmp_path):
     pytest.importorskip("onnxruntime")
-    from netlab.export import onnx_agreement
+    from netlab.exporters.onnx import agreement as onnx_agreement
 
     done = cli("netlab.export", f"checkpoint={trained}", f"out={tmp_path / 'model.onnx'}", "verify=none",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    model, run_cfg, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"), "best")
+    loaded = saved.load(trained)
+    model, mean, std = loaded.model, loaded.mean, loaded.std
     images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
     result = onnx_agreement(tmp_path / "model.onnx", model, mean, std,
                             images[:, None].astype(np.float32) / 255, labels)
@@ -63,12 +64,13 @@ def test_safetensors_read_back_by_numpy_and_pytorch(trained, tmp_path):
     done = cli("netlab.export", f"checkpoint={trained}", "format=safetensors", f"out={tmp_path / 'w.safetensors'}",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    model, run_cfg, mean, std = checkpoint.load_model(trained, backend.namespace("numpy"), "best")
+    loaded = saved.load(trained)
+    model, mean, std, run_cfg = loaded.model, loaded.mean, loaded.std, loaded.config
     tensors = load_file(str(tmp_path / "w.safetensors"))
     assert set(tensors) == set(model.state_dict())
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(tensors[k], v)
-    from netlab.exporters import read_safetensors
+    from netlab.exporters.safetensors import read_safetensors
 
     _, meta = read_safetensors(tmp_path / "w.safetensors")
     assert float(meta["mean"]) == mean and float(meta["std"]) == std and meta["model_name"] == run_cfg.model.name
@@ -96,7 +98,7 @@ def test_safetensors_read_back_by_numpy_and_pytorch(trained, tmp_path):
 ])
 def test_hostile_safetensors_files_are_refused(tmp_path, content, message):
     pytest.importorskip("safetensors")
-    from netlab.exporters import read_safetensors
+    from netlab.exporters.safetensors import read_safetensors
 
     if content is None:  # a header that promises far more data than the file has
         header = json.dumps({"w": {"dtype": "F32", "shape": [10 ** 6], "data_offsets": [0, 4 * 10 ** 6]}}).encode()
@@ -164,8 +166,15 @@ def test_evaluate_and_predict_take_outside_weights_with_a_model_file(seed_run, t
     from PIL import Image
 
     plain = plain_safetensors(seed_run, tmp_path / "plain.safetensors")
+    ck = checkpoint.read(seed_run, "best")
+    # weights that do not say how their images were normalised are never fed a guess: evaluate,
+    # like predict and serve, asks for mean= and std=
+    guessed = cli("netlab.evaluate", f"checkpoint={plain}", "model=seed_cnn", f"data.root={FIXTURE}",
+                  "data.verify=false", cwd=tmp_path)
+    assert guessed.returncode == 2 and "give mean= and std=" in guessed.stderr
+    assert not (tmp_path / "evaluation_plain_test.json").exists()
     done = cli("netlab.evaluate", f"checkpoint={plain}", "model=seed_cnn", f"data.root={FIXTURE}",
-               "data.verify=false", cwd=tmp_path)
+               "data.verify=false", f"mean={ck.mean}", f"std={ck.std}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     ours = json.loads((tmp_path / "evaluation_plain_test.json").read_text())
     theirs = json.loads((seed_run / "results.json").read_text())
@@ -175,7 +184,6 @@ def test_evaluate_and_predict_take_outside_weights_with_a_model_file(seed_run, t
     no_stats = cli("netlab.predict", f"checkpoint={plain}", "model=seed_cnn", f"image={tmp_path / 'd.png'}",
                    cwd=tmp_path)
     assert no_stats.returncode == 2 and "give mean= and std=" in no_stats.stderr
-    ck = checkpoint.read(seed_run, "best")
     with_stats = cli("netlab.predict", f"checkpoint={plain}", "model=seed_cnn", f"image={tmp_path / 'd.png'}",
                      f"mean={ck.mean}", f"std={ck.std}", "json=true", cwd=tmp_path)
     exported_answer = cli("netlab.predict", f"checkpoint={exported(seed_run)}", f"image={tmp_path / 'd.png'}",

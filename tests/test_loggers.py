@@ -100,5 +100,5 @@ def test_an_unknown_logger_in_a_config_is_refused():
 
     cfg = OmegaConf.to_container(compose())
     cfg["logger"] = {"wandb": {}}
-    with pytest.raises(ConfigError, match="unknown logger 'wandb'; choose one of: csv, tensorboard, mlflow"):
+    with pytest.raises(ConfigError, match="logger must be among csv, tensorboard, mlflow, got 'wandb'"):
         validate(OmegaConf.create(cfg))

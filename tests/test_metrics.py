@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import types
 
 import numpy as np
 import pytest
@@ -77,15 +78,17 @@ def test_running_sums_and_their_state(xp):
 
 
 def test_metrics_log_and_its_csv(tmp_path):
-    from netlab.loggers import CsvConfig, CsvLogger
+    from netlab.config import CsvConfig
+    from netlab.loggers import CsvLogger
 
     log = metrics.MetricsLog()
     ev = {s: metrics.Evaluation(0.1 * i, 0.5 + 0.1 * i) for i, s in enumerate(metrics.SPLITS)}
     log.add(5, 0.123456, ev, 1e-3, 1.23456)
     csv_logger = CsvLogger(CsvConfig(), tmp_path)
-    csv_logger.start({}, log.rows)  # a resumed run writes the history it already has
-    csv_logger.log(log.add(10, 0.25, ev, 5e-4, 2.5))
-    csv_logger.close(failed=False)
+    run = types.SimpleNamespace(log=log)  # what the logger reads of the trainer
+    csv_logger.on_fit_start(run)  # a resumed run writes the history it already has
+    csv_logger.on_evaluate(run, log.add(10, 0.25, ev, 5e-4, 2.5))
+    csv_logger.on_close(run, failed=False)
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [(r["step"], r["split"]) for r in rows] == [(str(s), sp) for s in (5, 10) for sp in metrics.SPLITS]
     assert rows[0]["epoch"] == "0.1235" and rows[0]["elapsed_s"] == "1.235" and rows[4]["accuracy"] == "0.6"

@@ -298,8 +298,8 @@ def test_pool_before_relu_is_exactly_the_plain_network(xp):
     plain.load_state_dict(fast.state_dict())
     assert [type(m).__name__ for m in fast][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
     assert "(1): ReLU()" in repr(fast) and "(2): MaxPool2d" in repr(fast)
-    assert nn.module.execution_order(fast.layers) == [0, 2, 1, 3, 5, 4, 6, 7]
-    assert nn.module.execution_order(fast.layers, pool_before_relu=False) == list(range(8))
+    assert nn.sequential.execution_order(fast.layers) == [0, 2, 1, 3, 5, 4, 6, 7]
+    assert nn.sequential.execution_order(fast.layers, pool_before_relu=False) == list(range(8))
     x = backend.Generator(0).normal(xp, (8, 1, 28, 28))
     ya, yb = fast.forward(x), plain.forward(x)
     np.testing.assert_array_equal(backend.to_numpy(ya), backend.to_numpy(yb))
@@ -381,12 +381,12 @@ def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
     for name, layer in {"5x5 over 16": nn.Conv2d(16, 4, 5, padding=2), "3x3 over 16": nn.Conv2d(16, 4, 3),
                         "5x5 stride 2": nn.Conv2d(16, 4, 5, stride=2), "5x5 over 1": nn.Conv2d(1, 4, 5)}.items():
         layer.forward(x[:, :layer.in_channels, ...])
-        used[name] = layer.used.__name__.rsplit(".", 1)[-1]
+        used[name] = layer.impl.__name__.rsplit(".", 1)[-1]
     assert used == {"5x5 over 16": "fft", "3x3 over 16": "im2col", "5x5 stride 2": "im2col", "5x5 over 1": "im2col"}
     strict = backend.namespace("array_api_strict")
     layer = nn.Conv2d(16, 4, 5, padding=2).to(strict)
     layer.forward(backend.from_numpy(strict, backend.to_numpy(x)))
-    assert layer.used is nn.layers.CONV_ALGORITHMS["im2col"]
+    assert layer.impl is nn.layers.CONV_ALGORITHMS["im2col"]
 
 
 def test_an_algorithm_that_cannot_compute_a_layer_is_refused():

@@ -155,12 +155,13 @@ def test_adam_bias_correction_first_steps(xp):
 
 
 def test_adam_step_values_with_changing_gradients(xp):
-    """Steps 1, 2 and 3 in closed form for one scalar parameter (b1 = 0.5, b2 = 0.75, no eps)."""
+    """Steps 1, 2 and 3 in closed form for one scalar parameter (b1 = 0.5, b2 = 0.75, eps far below
+    the rounding of the result)."""
     lr, b1, b2 = 0.1, 0.5, 0.75
     model = nn.Sequential(nn.Linear(1, 1)).to(xp, dtype=xp.float64)
     layer = model[0]
     layer.params["weight"], layer.params["bias"] = as_xp(xp, [[1.0]]), as_xp(xp, [0.0])
-    opt = optim.Adam(model, lr=lr, betas=(b1, b2), eps=0.0)
+    opt = optim.Adam(model, lr=lr, betas=(b1, b2), eps=1e-300)
     p, expected = 1.0, []
     gs = [2.0, 1.0, 4.0]
     # m_t and v_t by hand: m1 = 1, v1 = 1; m2 = 1, v2 = 1; m3 = 2.5, v3 = 4.75

@@ -29,10 +29,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netlab import checkpoint, data, models, training
+from netlab import checkpoint, console, data, models, saved, training
+import netlab.data.idx
+import netlab.data.images
 from netlab.config import compose, validate
 from netlab.data import idx
-from netlab.data.io import load_digit
+from netlab.data.images import load_digit
 from netlab.errors import CheckpointError, ConfigError, DataError, DivergedError, Interrupted
 from netlab.outputs import RunFolder, write_json
 from conftest import FIXTURE, ROOT, SMALL, cli, small_config
@@ -197,7 +199,7 @@ def test_unusable_weights_or_normalisation_are_refused_not_predicted_with(run, t
         a[key] = np.full_like(a[key], value) if a[key].shape else np.asarray(value)
 
     with pytest.raises(CheckpointError, match=message):
-        checkpoint.load_model(tampered(run, tmp_path, change), data.pipeline.backend.namespace("numpy"))
+        saved.load(tampered(run, tmp_path, change))
 
 
 def test_results_never_hold_infinity(tmp_path):
@@ -267,7 +269,7 @@ def test_three_runs_started_at_once_keep_three_results(tmp_path):
 
 
 def write_split(folder: Path, split: str, images: np.ndarray, labels: np.ndarray):
-    image_name, label_name = data.files.SPLITS[split]
+    image_name, label_name = data.datasets.SPLITS[split]
     idx.write(folder / f"{image_name}.gz", images)
     idx.write(folder / f"{label_name}.gz", labels)
 
@@ -403,7 +405,7 @@ def test_a_checkpoint_asking_for_a_huge_model_is_refused_before_allocating(run, 
         a["config"] = np.asarray(yaml.safe_dump(cfg))
 
     with pytest.raises(CheckpointError, match="refuses more than|does not fit"):
-        checkpoint.load_model(tampered(run, tmp_path, change), data.pipeline.backend.namespace("numpy"))
+        saved.load(tampered(run, tmp_path, change))
 
 
 @pytest.mark.parametrize("shape", [[1, 100000, 100000], [1, 28, 28, 28], [0, 28, 28], [-1, 28, 28]])
@@ -423,7 +425,7 @@ def test_an_idx_header_asking_for_a_billion_images_is_refused_before_decompressi
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_header(10 ** 9, 28, 28) + b"\0" * 1000))
     idx.write(folder / "train-labels-idx1-ubyte.gz", np.zeros(10 ** 9 % 256, np.uint8))
     called = []
-    monkeypatch.setattr(data.files, "read_bytes", lambda *a, **k: called.append(a) or b"")
+    monkeypatch.setattr(data.idx, "read_bytes", lambda *a, **k: called.append(a) or b"")
     with pytest.raises(DataError, match="1000000000 images but 0 labels"):
         data.load(data.pipeline.backend.namespace("numpy"), "mnist", folder, download=False)
     assert not called
@@ -514,7 +516,7 @@ def test_a_decompression_bomb_image_is_refused(tmp_path):
 
 
 def test_a_huge_image_file_is_refused_before_decoding(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.io, "MAX_FILE_BYTES", 10 * KiB)
+    monkeypatch.setattr(data.images, "MAX_FILE_BYTES", 10 * KiB)
     Image.fromarray((np.random.default_rng(0).random((200, 200)) * 255).astype(np.uint8)).save(tmp_path / "big.png")
     with pytest.raises(DataError, match="bytes; a digit image over 10,240 bytes is refused"):
         load_digit(tmp_path / "big.png")
@@ -534,7 +536,7 @@ def test_hostile_embedded_configs_are_refused(run, tmp_path, case, config, messa
         a["config"] = np.asarray(config)
 
     with pytest.raises(CheckpointError, match=message):
-        checkpoint.load_model(tampered(run, tmp_path, change), data.pipeline.backend.namespace("numpy"))
+        saved.load(tampered(run, tmp_path, change))
 
 
 def test_an_overlong_embedded_config_is_refused(run, tmp_path):
@@ -546,7 +548,7 @@ def test_an_overlong_embedded_config_is_refused(run, tmp_path):
 
 
 # ======================================== 5. one paragraph and exit status 2, never a traceback
-from netlab import bench as bench_app, evaluate as evaluate_app, predict as predict_app  # noqa: E402
+from netlab.cli import bench as bench_app, evaluate as evaluate_app, predict as predict_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -558,10 +560,10 @@ def digit_png(tmp_path_factory) -> Path:
 
 APP_ARGUMENTS = [
     # (app, config, overrides, message); {run} and {digit} are filled in
-    ("predict", ["top=0"], "top must be an integer >= 1"),
-    ("predict", ["top=-1"], "top must be an integer >= 1"),
-    ("predict", ["checkpoint=null"], "checkpoint and image must be given"),
-    ("predict", ["image=null"], "checkpoint and image must be given"),
+    ("predict", ["top=0"], "top must be an integer in [1, 100000]"),
+    ("predict", ["top=-1"], "top must be an integer in [1, 100000]"),
+    ("predict", ["checkpoint=null"], "checkpoint must be the trained model: checkpoint=PATH"),
+    ("predict", ["image=null"], "image must be given: checkpoint=PATH image=FILE.png"),
     ("predict", ["image={tmp}/missing.png"], "missing.png not found"),
     ("predict", ["image={tmp}"], "4 of 4 images could not be read"),  # a folder of unreadable ones
     ("predict", ["image={tmp}/empty.png"], "cannot read it as an image"),
@@ -571,20 +573,20 @@ APP_ARGUMENTS = [
     ("predict", ["checkpoint={digit}"], "not an .npz archive"),
     ("predict", ["checkpoint={tmp}"], "checkpoint {tmp}/checkpoints/best.npz not found"),
     ("predict", ["checkpoint={tmp}/missing.npz"], "missing.npz not found"),
-    ("evaluate", ["batch_size=0"], "batch_size must be an integer >= 1"),
-    ("evaluate", ["batch_size=-5"], "batch_size must be an integer >= 1"),
-    ("evaluate", ["split=train"], "split must be 'test' or 'val'"),
-    ("evaluate", ["checkpoint=null"], "checkpoint must be the model to evaluate"),
+    ("evaluate", ["batch_size=0"], "batch_size must be an integer in [1, 65536]"),
+    ("evaluate", ["batch_size=-5"], "batch_size must be an integer in [1, 65536]"),
+    ("evaluate", ["split=train"], "split must be one of test, val"),
+    ("evaluate", ["checkpoint=null"], "checkpoint must be the trained model: checkpoint=PATH"),
     ("evaluate", ["checkpoint={digit}"], "not an .npz archive"),
     ("evaluate", ["data.root={tmp}/nowhere", "data.download=false"], "not found in {tmp}/nowhere"),
-    ("bench", ["batch_sizes=[0]"], "batch_sizes must be a list of integers from 1 to 65536"),
-    ("bench", ["batch_sizes=[-1,64]"], "batch_sizes must be a list"),
+    ("bench", ["batch_sizes=[0]"], "batch_sizes must be an integer in [1, 65536] (each)"),
+    ("bench", ["batch_sizes=[-1,64]"], "batch_sizes must be an integer in [1, 65536] (each)"),
     ("bench", ["batch_sizes=[]"], "batch_sizes must be a list"),
     ("bench", ["repeats=0"], "repeats must be an integer >= 1"),
     ("bench", ["steps=0"], "steps must be an integer >= 1"),
     ("bench", ["warmup=-1"], "warmup must be an integer >= 0"),
-    ("bench", ["mode=fast"], "mode must be 'step' or 'e2e'"),
-    ("bench", ["threads=0"], "threads must be >= 1"),
+    ("bench", ["mode=fast"], "mode must be one of step, e2e"),
+    ("bench", ["threads=0"], "threads must be an integer in [1, 1024]"),
     ("bench", ["epochs=0"], "epochs must be an integer >= 1"),
     ("bench", ["runs=0"], "runs must be an integer >= 1"),
     ("bench", ["mode=e2e", "recipe=nope"], "recipe='nope' is not a training preset; choose one of: best, fast99"),
@@ -693,7 +695,7 @@ GOOD = json.dumps({"val_accuracy": 0.9, "test_accuracy": 0.91, "best_val_accurac
     ("NaN written as text", {"0_a1": GOOD.replace("0.91", "NaN")}, "| - |"),
 ])
 def test_summarize_reads_partial_sweeps(tmp_path, case, jobs, expect):
-    from netlab import summarize
+    from netlab.cli import summarize
 
     root = make_sweep(tmp_path / "sweep", jobs)
     rows, common, unfinished = summarize.summarize(root)
@@ -707,7 +709,7 @@ def test_summarize_reads_partial_sweeps(tmp_path, case, jobs, expect):
     ("a file, not a folder", lambda root: root.write_text("x"), "is not a directory"),
 ])
 def test_summarize_refuses_what_it_cannot_summarise(tmp_path, capsys, case, setup, message):
-    from netlab import summarize
+    from netlab.cli import summarize
 
     root = tmp_path / "sweep"
     setup(root)
@@ -720,7 +722,7 @@ def test_summarize_refuses_what_it_cannot_summarise(tmp_path, capsys, case, setu
                                         (errno.EROFS, "Read-only file system"),
                                         (errno.EACCES, "Permission denied")])
 def test_a_disk_that_refuses_writes_gets_one_paragraph(tmp_path, capsys, monkeypatch, code, words):
-    from netlab.app import user_errors
+    from netlab.cli.exits import user_errors
 
     def refuse(fd):
         raise OSError(code, os.strerror(code), str(tmp_path / "x"))
@@ -773,7 +775,7 @@ def _sigint_default_in_child():
 def test_a_ctrl_c_waits_for_a_safe_point_and_a_second_one_does_not(default_sigint):
     """The first SIGINT is held until the loop's next check; a second interrupts at once; the
     handler is Python's default again afterwards."""
-    with training.DeferredInterrupt() as interrupt:
+    with console.DeferredInterrupt() as interrupt:
         try:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)  # the handler runs at the next bytecode boundary
@@ -911,7 +913,8 @@ def test_predict_touches_no_data_folder(hostile_run, digit_png, tmp_path, capsys
 
 @pytest.mark.parametrize("write", ["json", "png", "summary"])
 def test_an_output_rewritten_when_the_disk_fails_keeps_its_old_version(tmp_path, monkeypatch, write):
-    from netlab import plots, summarize
+    from netlab import plots
+    from netlab.cli import summarize
 
     def make():
         if write == "json":

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from netlab import backend, checkpoint, training
+from netlab import backend, checkpoint, saved, training
 from conftest import ROOT, cli, small_config
 
 pytest.importorskip("starlette")
@@ -36,11 +36,10 @@ def run(tmp_path_factory):
 def client(run):
     from starlette.testclient import TestClient
 
-    from netlab.webapp import make_app
+    from netlab.inference import Predictor
+    from netlab.web.app import make_app
 
-    xp = backend.namespace("numpy")
-    model, cfg, mean, std = checkpoint.load_model(run, xp, "best")
-    return TestClient(make_app(model, cfg, mean, std, xp, run))
+    return TestClient(make_app(Predictor(saved.load(run))))
 
 
 def png(array: np.ndarray) -> bytes:
@@ -86,7 +85,7 @@ def test_a_good_image_gets_probabilities_the_input_and_feature_maps(client, run)
                       ("MaxPool2d", (32, 7, 7))]
     assert all(np.array(m).min() >= 0 and np.array(m).max() <= 1 for layer in body["layers"] for m in layer["maps"])
     # the same answer as predict's on the same image
-    from netlab.data.io import digit_from_bytes
+    from netlab.data.images import digit_from_bytes
 
     np.testing.assert_allclose(body["input"], np.round(digit_from_bytes(png(seven())), 3))
 
@@ -118,7 +117,7 @@ def test_a_port_in_use_is_one_paragraph(run, tmp_path):
 
 
 def test_only_loopback_hosts_are_quiet():
-    from netlab.serve import _loopback
+    from netlab.cli.serve import _loopback
 
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
     assert not _loopback("0.0.0.0") and not _loopback("192.168.1.5")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import config
+from netlab import checkpoint, config, saved, sweeps
 from conftest import ROOT, SMALL, cli
 
 TINY = (*SMALL, "train.max_steps=4", "train.eval_every=2")
@@ -55,7 +55,7 @@ def test_a_crashing_job_is_recorded_with_its_traceback(tmp_path):
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from netlab.app import user_errors
+    from netlab.cli.exits import user_errors
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["seed=3"], return_hydra_config=True)
@@ -82,7 +82,7 @@ def test_a_crashing_job_is_recorded_with_its_traceback(tmp_path):
     (",".join(f"data.augment.rotate_p={i / 10}" for i in range(30)), None),
 ])
 def test_job_folders_are_short_and_shell_friendly(overrides, folder):
-    name = config.job_dirname(overrides)
+    name = sweeps.job_dirname(overrides)
     if folder is not None:
         assert name == folder
     assert len(name) <= 100 and all(c.isalnum() or c in "._=,+-" for c in name)
@@ -98,8 +98,8 @@ def test_joblib_jobs_share_the_cores(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     cores = len(os.sched_getaffinity(0))
     for job in jobs(sweep).values():
-        saved = checkpoint.run_config(checkpoint.read(job))
-        assert saved.backend.threads == max(1, cores // 2)
+        loaded = saved.embedded_config(checkpoint.read(job), str(job))
+        assert loaded.backend.threads == max(1, cores // 2)
 
 
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_submitit_launcher"), reason="the sweep extra is not installed")

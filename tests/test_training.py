@@ -147,8 +147,8 @@ def interrupted_run(tmp_path, monkeypatch, at_step=15):
     between two evaluation points, so the running train metrics must survive too."""
     real = training.Trainer.evaluate
 
-    def crash(self, bar):
-        result = real(self, bar)
+    def crash(self):
+        result = real(self)
         if self.at.step == at_step:
             raise KeyboardInterrupt
         return result

@@ -8,47 +8,40 @@ its images independently with its probability ``p``, from a seeded
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from ..config import AugmentConfig
 
 
-@dataclass
 class Augment:
-    """Strengths and probabilities of the report's four augmentations; the defaults are the
-    default recipe's (rotation and translation; blotches and noise off, see study_augment)."""
+    """The report's four augmentations as one transform of a batch: rotation and translation
+    (one bilinear resampling), then blotches, then noise, each image picked independently
+    with each transform's probability. The strengths and probabilities are an
+    :class:`~netlab.config.AugmentConfig` (``settings``), or its fields as keywords: the
+    schema holds their defaults and ranges."""
 
-    rotate_p: float = 0.5       # probability that an image is rotated
-    degrees: float = 10.0       # angle drawn uniformly from [-degrees, degrees]
-    translate_p: float = 0.5    # probability that an image is shifted
-    pixels: float = 2.0         # shift drawn uniformly from [-pixels, pixels] on each axis
-    blotch_p: float = 0.0       # probability that a rectangle of an image is erased
-    blotch_min: int = 3         # side of the erased rectangle, in pixels
-    blotch_max: int = 7         # (the side is drawn from blotch_min..blotch_max)
-    noise_p: float = 0.0        # probability that Gaussian noise is added to an image
-    noise_std: float = 0.1      # its standard deviation (pixels are in [0, 1])
+    def __init__(self, settings: AugmentConfig | None = None, **values):
+        self.settings = settings if settings is not None else AugmentConfig(**values)
 
-    def __post_init__(self):
-        for name in ("rotate_p", "translate_p", "blotch_p", "noise_p"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if self.degrees < 0 or self.pixels < 0 or self.noise_std < 0:
-            raise ValueError("augment.degrees, augment.pixels and augment.noise_std must be >= 0")
-        if not 1 <= self.blotch_min <= self.blotch_max:
-            raise ValueError(f"need 1 <= augment.blotch_min <= augment.blotch_max, got "
-                             f"{self.blotch_min} and {self.blotch_max}")
+    def __eq__(self, other):
+        return isinstance(other, Augment) and self.settings == other.settings
+
+    def __repr__(self):
+        return f"Augment({self.settings})"
 
     def __call__(self, xp, x, rng):
         """Augment the batch ``x``: rotation and translation (one bilinear resampling), then blotches and noise."""
+        s = self.settings
         n = x.shape[0]
         dtype, device = x.dtype, x.device
-        if self.rotate_p or self.translate_p:
-            angle = self._pick(xp, rng, n, self.rotate_p, self.degrees * math.pi / 180, dtype, device)
-            dx = self._pick(xp, rng, n, self.translate_p, self.pixels, dtype, device)
-            dy = self._pick(xp, rng, n, self.translate_p, self.pixels, dtype, device)
+        if s.rotate_p or s.translate_p:
+            angle = self._pick(xp, rng, n, s.rotate_p, s.degrees * math.pi / 180, dtype, device)
+            dx = self._pick(xp, rng, n, s.translate_p, s.pixels, dtype, device)
+            dy = self._pick(xp, rng, n, s.translate_p, s.pixels, dtype, device)
             x = affine(xp, x, angle, dx, dy)
-        if self.blotch_p:
-            x = blotch(xp, x, rng, self.blotch_p, self.blotch_min, self.blotch_max)
-        if self.noise_p:
-            x = noise(xp, x, rng, self.noise_p, self.noise_std)
+        if s.blotch_p:
+            x = blotch(xp, x, rng, s.blotch_p, s.blotch_min, s.blotch_max)
+        if s.noise_p:
+            x = noise(xp, x, rng, s.noise_p, s.noise_std)
         return x
 
     @staticmethod

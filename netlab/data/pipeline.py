@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .. import backend
 from .augment import Augment
-from .files import DATASETS, cache_dir, load_split, locate
+from .datasets import DATASETS, load_split
+from .download import cache_dir, locate
 from ..errors import DataError
 
 

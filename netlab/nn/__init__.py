@@ -2,7 +2,8 @@
 
 from .init import default_generator, manual_seed
 from .layers import AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
-from .module import Module, Sequential
+from .module import Module
+from .sequential import Sequential
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "Linear",

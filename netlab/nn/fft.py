@@ -58,6 +58,7 @@ def _kernel_spectrum(xp, weight, lengths, padding):
 
 
 def forward(layer, x):
+    """``(y, cache)``: the convolution, and the spectra that :func:`backward` reuses."""
     xp = layer.xp
     n, c, h, w = x.shape
     (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
@@ -71,13 +72,12 @@ def forward(layer, x):
     spectrum = xp.reshape(spectrum, (-1, c, n))
     y = xp.conj(kernel) @ spectrum  # correlation: the conjugate kernel
     y = backend.irfftn(xp, xp.reshape(y, (lengths[0], -1, o, n)), lengths, (0, 1))[:out_h, :out_w, ...]
-    layer.saved = (spectrum, kernel, lengths, (h, w))
-    return _batch_last(xp, y, layer.params.get("bias"))
+    return _batch_last(xp, y, layer.params.get("bias")), (spectrum, kernel, lengths, (h, w))
 
 
-def backward(layer, dy, input_grad: bool = True):
+def backward(layer, cache, dy, input_grad: bool = True):
     xp = layer.xp
-    spectrum, kernel, lengths, (h, w) = layer.saved
+    spectrum, kernel, lengths, (h, w) = cache
     (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
     n, o = dy.shape[0], dy.shape[1]
     c = spectrum.shape[1]

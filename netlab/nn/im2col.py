@@ -78,36 +78,36 @@ def supports(layer) -> bool:
 
 
 def forward(layer, x):
-    """Conv2d's forward by im2col and one matmul; the columns live in the layer's scratch buffer."""
+    """Conv2d's forward by im2col and one matmul: ``(y, cache)``, the cache being what
+    :func:`backward` needs (the columns live in the layer's scratch buffer)."""
     xp = layer.xp
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-    layer.out_hw = out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
+    out_h, out_w = conv_outsize(h, kh, sh, ph), conv_outsize(w, kw, sw, pw)
     x = pad(xp, xp.permute_dims(x, CHWN), ph, pw)
-    layer.padded_shape = x.shape
     buffer = layer.scratch.empty(xp, "cols", (c, kh, kw, out_h, out_w, n), x.dtype, x.device)
-    layer.cols = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=buffer)
-    y = xp.reshape(layer.params["weight"], (layer.out_channels, c * kh * kw)) @ layer.cols
+    cols = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=buffer)
+    y = xp.reshape(layer.params["weight"], (layer.out_channels, c * kh * kw)) @ cols
     if "bias" in layer.params:
         y = y + layer.params["bias"][:, None]
-    return xp.permute_dims(xp.reshape(y, (layer.out_channels, out_h, out_w, n)), NCHW)
+    return xp.permute_dims(xp.reshape(y, (layer.out_channels, out_h, out_w, n)), NCHW), (cols, x.shape, (out_h, out_w))
 
 
-def backward(layer, dy, input_grad: bool = True):
+def backward(layer, cache, dy, input_grad: bool = True):
     xp = layer.xp
+    cols, padded_shape, out_hw = cache
     weight = layer.params["weight"]
     dy2 = xp.reshape(xp.permute_dims(dy, CHWN), (layer.out_channels, -1))
     # cols @ dy2^T, then transposed: the same product as dy2 @ cols^T, but OpenBLAS ran this
     # orientation of the long-inner-dimension product 1.1-1.8x faster (benchmarks/NOTES.md)
-    wgrad = xp.matrix_transpose(layer.cols @ xp.matrix_transpose(dy2))
+    wgrad = xp.matrix_transpose(cols @ xp.matrix_transpose(dy2))
     layer.grads["weight"] = xp.reshape(wgrad, weight.shape)
     if "bias" in layer.params:
         layer.grads["bias"] = xp.sum(dy2, axis=1)
     if not input_grad:
         return None
     w2t = xp.matrix_transpose(xp.reshape(weight, (layer.out_channels, -1)))
-    dcols = backend.matmul_into(xp, w2t, dy2, layer.scratch.empty(xp, "dcols", layer.cols.shape, dy2.dtype,
-                                                                  dy2.device))
-    dx = col2im(xp, dcols, layer.padded_shape, *layer.kernel_size, *layer.stride, *layer.out_hw)
-    (ph, pw), (_, h, w, _) = layer.padding, layer.padded_shape
+    dcols = backend.matmul_into(xp, w2t, dy2, layer.scratch.empty(xp, "dcols", cols.shape, dy2.dtype, dy2.device))
+    dx = col2im(xp, dcols, padded_shape, *layer.kernel_size, *layer.stride, *out_hw)
+    (ph, pw), (_, h, w, _) = layer.padding, padded_shape
     return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], NCHW)

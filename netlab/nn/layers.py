@@ -66,7 +66,12 @@ def choose_algorithm(layer) -> str:
 class Conv2d(Module):
     """2-D convolution, x: (N, C, H, W) -> (N, out, out_h, out_w), computed by one of
     ``CONV_ALGORITHMS`` (``algorithm``; "auto": :func:`choose_algorithm`). Every algorithm
-    gives the same result up to float rounding."""
+    gives the same result up to float rounding.
+
+    The algorithm is resolved when it is set and when the layer moves to a namespace
+    (``to()``), never per step; ``impl`` is the module that computes. Its ``forward`` returns
+    the output and a cache, which the layer keeps for the same algorithm's ``backward``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, rng=None, algorithm: str = AUTO):
@@ -92,18 +97,28 @@ class Conv2d(Module):
                 raise ValueError(f"the {name} algorithm cannot compute {self!r} (stride {self.stride}); "
                                  f"use im2col or auto")
         self._algorithm = name
+        self._resolve()
+
+    def _resolve(self) -> None:
+        self.impl = CONV_ALGORITHMS[choose_algorithm(self) if self._algorithm == AUTO else self._algorithm]
+
+    def to(self, xp, dtype=None, device=None):
+        super().to(xp, dtype, device)
+        self._resolve()  # auto's choice depends on the backend
+        return self
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={'bias' in self.params}")
 
     def forward(self, x):
-        name = choose_algorithm(self) if self.algorithm == AUTO else self.algorithm
-        self.used = CONV_ALGORITHMS[name]  # backward must be the same algorithm's
-        return self.used.forward(self, x)
+        y, cache = self.impl.forward(self, x)
+        self.saved = (self.impl, cache)  # backward must be the same algorithm's
+        return y
 
     def backward(self, dy, input_grad: bool = True):
-        return self.used.backward(self, dy, input_grad)
+        impl, cache = self.saved
+        return impl.backward(self, cache, dy, input_grad)
 
 
 class _Pool2d(Module):

@@ -1,6 +1,10 @@
-"""The Module base class and Sequential."""
+"""The Module base class: parameters, gradients and buffers, modes, placement and state."""
 
 from __future__ import annotations
+
+import math
+
+from array_api_compat import array_namespace
 
 from .. import backend
 from .init import default_generator
@@ -41,8 +45,7 @@ class Module:
         return self
 
     def _move(self, a, float_: bool):
-        return backend.from_numpy(self.xp, backend.to_numpy(a),
-                                  dtype=self.dtype if float_ else None, device=self.device)
+        return backend.move(self.xp, a, dtype=self.dtype if float_ else None, device=self.device)
 
     def set_rng(self, rng: backend.Generator):
         """Use ``rng`` for this layer's random numbers (dropout masks)."""
@@ -50,6 +53,10 @@ class Module:
         return self
 
     # -- state ----------------------------------------------------------------------------
+    def state_keys(self) -> list[str]:
+        """The keys of :meth:`state_dict`, without copying anything to the host."""
+        return [*self.params, *self.buffers]
+
     def state_dict(self) -> dict:
         """Parameters then buffers, as NumPy arrays, under PyTorch's names."""
         return {k: backend.to_numpy(v).copy() for k, v in {**self.params, **self.buffers}.items()}
@@ -57,14 +64,17 @@ class Module:
     def load_state_dict(self, state: dict, prefix: str = "") -> None:
         """Load arrays saved by :meth:`state_dict`; keys and shapes must match exactly.
         ``prefix`` is this layer's key in its container, for error messages."""
-        _check_keys(self.state_dict().keys(), state.keys())
+        check_keys(self.state_keys(), state.keys())
         for store in (self.params, self.buffers):
             for k, old in store.items():
-                new = backend.to_numpy(state[k])
+                new = state[k]
                 if tuple(new.shape) != tuple(old.shape):
                     raise ValueError(f"shape mismatch for {prefix + k!r}: checkpoint has {tuple(new.shape)}, "
                                      f"model expects {tuple(old.shape)}")
                 store[k] = self._move(new, float_=_is_float(old))
+
+    def num_parameters(self) -> int:
+        return sum(math.prod(p.shape) for p in self.params.values())
 
     def forward(self, x):
         raise NotImplementedError
@@ -84,133 +94,13 @@ class Module:
 
 
 def _is_float(a) -> bool:
-    return backend.to_numpy(a).dtype.kind == "f"
+    """Whether ``a`` holds real floats, read from its dtype (no copy, whatever its library)."""
+    return array_namespace(a).isdtype(a.dtype, "real floating")
 
 
-def _check_keys(expected, got) -> None:
+def check_keys(expected, got) -> None:
+    expected, got = list(expected), list(got)
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     if missing or unexpected:
         raise KeyError(f"state_dict keys do not match: missing {missing}, unexpected {unexpected}")
-
-
-def execution_order(layers, pool_before_relu: bool = True) -> list[int]:
-    """The order in which :class:`Sequential` runs ``layers``: as given, except that each
-    ``ReLU, MaxPool2d`` pair runs as ``MaxPool2d, ReLU`` when ``pool_before_relu``.
-
-    The two commute exactly (max is monotone, and neither sends gradient where the window's
-    maximum is <= 0), so values and gradients are bit-identical while ReLU touches a quarter
-    of the data. Only parameter-free layers move; the model, its printout and its
-    ``state_dict`` keep the order of the model file.
-    """
-    from .layers import MaxPool2d, ReLU  # layers import this module
-
-    order = list(range(len(layers)))
-    if pool_before_relu:
-        for i in range(len(layers) - 1):
-            if type(layers[order[i]]) is ReLU and type(layers[order[i + 1]]) is MaxPool2d:
-                order[i], order[i + 1] = order[i + 1], order[i]
-    return order
-
-
-class Sequential(Module):
-    """Layers applied in order; indexing, ``len()`` and iteration as ``torch.nn.Sequential``.
-
-    ``pool_before_relu`` is an execution detail (see :func:`execution_order`); False is the
-    plain twin that the tests compare it with.
-    """
-
-    def __init__(self, *layers: Module, pool_before_relu: bool = True):
-        super().__init__()
-        self.layers = list(layers)
-        self.pool_before_relu = pool_before_relu
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __getitem__(self, i):
-        return self.layers[i]
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __repr__(self):
-        body = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
-        return f"Sequential({body}\n)"
-
-    def forward(self, x):
-        # Worked out once, not per step; a change of the layers or of the flag works it out again.
-        key = (tuple(map(id, self.layers)), self.pool_before_relu)
-        if getattr(self, "_order_key", None) != key:
-            self._order_key, self._plan = key, execution_order(self.layers, self.pool_before_relu)
-        self._order = self._plan
-        for i in self._order:
-            x = self.layers[i].forward(x)
-        return x
-
-    def backward(self, dy, input_grad: bool = True):
-        """Fill every layer's grads; ``input_grad=False`` skips dL/dx of the first layer
-        run (training needs no gradient with respect to the images)."""
-        order = self._order
-        for k in range(len(order) - 1, -1, -1):
-            dy = self.layers[order[k]].backward(dy, input_grad=input_grad or k > 0)
-        return dy
-
-    def train(self, mode: bool = True):
-        self.training = mode
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
-    def to(self, xp, dtype=None, device=None):
-        self.xp, self.device = xp, device
-        self.dtype = xp.float32 if dtype is None else dtype
-        for layer in self.layers:
-            layer.to(xp, dtype, device)
-        return self
-
-    def set_rng(self, rng):
-        self.rng = rng
-        for layer in self.layers:
-            layer.set_rng(rng)
-        return self
-
-    def named_parameters(self):
-        """Yield ``(key, layer, name)`` for every parameter; key as in :meth:`state_dict`."""
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Sequential):
-                for key, sub, name in layer.named_parameters():
-                    yield f"{i}.{key}", sub, name
-            else:
-                for name in layer.params:
-                    yield f"{i}.{name}", layer, name
-
-    @property
-    def params(self):
-        return {key: layer.params[name] for key, layer, name in self.named_parameters()}
-
-    @params.setter
-    def params(self, value):
-        if value:
-            raise AttributeError("set parameters on the layers, or use load_state_dict")
-
-    @property
-    def grads(self):
-        return {key: layer.grads[name] for key, layer, name in self.named_parameters()}
-
-    @grads.setter
-    def grads(self, value):
-        if value:
-            raise AttributeError("grads are filled by backward()")
-
-    def num_parameters(self) -> int:
-        return sum(int(backend.to_numpy(p).size) for p in self.params.values())
-
-    def state_dict(self) -> dict:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state_dict().items()}
-
-    def load_state_dict(self, state: dict, prefix: str = "") -> None:
-        _check_keys(self.state_dict().keys(), state.keys())
-        for i, layer in enumerate(self.layers):
-            key = f"{i}."
-            layer.load_state_dict({k[len(key):]: v for k, v in state.items() if k.startswith(key)}, prefix + key)

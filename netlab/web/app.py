@@ -16,32 +16,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+from ..errors import NetlabError
+from ..inference import Predictor
 
-from . import backend, losses, models
-from .data import normalize
-from .data.io import digit_from_bytes
-from .errors import NetlabError
-
-WEB = Path(__file__).parent / "web"
+WEB = Path(__file__).parent
 MAX_UPLOAD_BYTES = 2 << 20  # a canvas PNG is a few kB; a photo of a digit well under this
-MAX_MAPS = 16               # feature maps per layer sent to the page
 
 
-def make_app(model, run_cfg, mean: float, std: float, xp, run_dir: Path | None = None):
-    """The Starlette app serving ``model`` (eval mode, on namespace ``xp``)."""
+def make_app(predictor: Predictor):
+    """The Starlette app serving ``predictor``'s model."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
-    from .data import DATASETS
-
-    classes = list(DATASETS[run_cfg.data.name].classes)
-    size = int(run_cfg.model.input_shape[-1])
+    trained = predictor.trained
+    run_cfg, model, run_dir = trained.config, trained.model, trained.run_dir
     results = _read_json(run_dir / "results.json") if run_dir else {}
-    info = {"model": run_cfg.model.name, "layers": [repr(layer) for layer in model], "classes": classes,
+    info = {"model": run_cfg.model.name, "layers": [repr(layer) for layer in model], "classes": predictor.classes,
             "dataset": run_cfg.data.name, "parameters": model.num_parameters(),
             "test_accuracy": results.get("test_accuracy_at_best_step", results.get("test_accuracy")),
             "curves": bool(run_dir and (run_dir / "curves.png").is_file()),
@@ -76,10 +69,10 @@ def make_app(model, run_cfg, mean: float, std: float, xp, run_dir: Path | None =
         if not body:
             return _error(400, "send the image as the request body (PNG, JPEG, ...)")
         try:
-            digit = digit_from_bytes(body, "the image", size=size)
+            image = predictor.prepare(body, "the image")
         except NetlabError as exc:
             return _error(400, str(exc))
-        return JSONResponse(answer(model, digit, mean, std, xp, classes))
+        return JSONResponse(predictor.explain(image))
 
     async def on_http_error(request: Request, exc: HTTPException):
         return _error(exc.status_code, str(exc.detail))
@@ -90,23 +83,6 @@ def make_app(model, run_cfg, mean: float, std: float, xp, run_dir: Path | None =
     routes = [Route("/", page), Route("/static/{name}", static), Route("/api/info", get_info),
               Route("/api/predict", predict, methods=["POST"]), Route("/curves.png", curves)]
     return Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
-
-
-def answer(model, digit: np.ndarray, mean: float, std: float, xp, classes: list) -> dict:
-    """What the page shows for one prepared digit: the input, the probabilities, the feature maps."""
-    x = normalize(backend.from_numpy(xp, digit[None, None, :, :]), mean, std)
-    logits, maps = models.feature_maps(model, x)
-    probs = backend.to_numpy(losses.softmax(logits))[0]
-    layers = []
-    for index, layer, out in maps:
-        a = backend.to_numpy(out)[0][:MAX_MAPS]
-        lo, hi = a.min(axis=(1, 2), keepdims=True), a.max(axis=(1, 2), keepdims=True)
-        scaled = (a - lo) / np.where(hi > lo, hi - lo, 1.0)  # each map on its own 0..1 scale for display
-        layers.append({"index": index, "name": repr(layer), "shape": list(backend.to_numpy(out).shape[1:]),
-                       "maps": np.round(scaled, 3).tolist()})
-    best = int(probs.argmax())
-    return {"class": classes[best], "probabilities": {c: round(float(p), 6) for c, p in zip(classes, probs)},
-            "input": np.round(digit, 3).tolist(), "layers": layers}
 
 
 def _read_json(path: Path) -> dict:

@@ -1,26 +1,21 @@
-"""Taking a trained model out of Python: ONNX graphs and safetensors weights.
+"""ONNX graphs of trained models, and checking them in ONNX Runtime.
 
-Both start from a checkpoint's model (in eval mode) and its normalisation. The ONNX graph
-takes what ``predict`` feeds the model, float32 images ``(N, 1, 28, 28)`` with pixels in
-[0, 1], normalises them in its first two nodes, and gives ``logits`` and ``probabilities``;
-the batch axis is dynamic. The safetensors file holds the weights under PyTorch's
-``state_dict`` names, with the normalisation and the model file as metadata.
+The graph takes what ``predict`` feeds the model, float32 images ``(N, C, H, W)`` with pixels
+in [0, 1], normalises them in its first two nodes, and gives ``logits`` and ``probabilities``;
+the batch axis is dynamic. Each layer type maps to ONNX nodes in :meth:`_Graph.layer`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from . import backend, nn
-from .errors import CheckpointError, ConfigError
-from .registry import Registry
+from .. import backend, data, nn
+from ..errors import BackendError, ConfigError
 
 OPSET = 17  # ONNX Runtime 1.14+ and every current converter read it
-EXPORTERS = Registry("export format")
-SAFETENSORS_FORMAT = "netlab-weights-1"
+SUFFIX = ".onnx"
 
 
 class _Graph:
@@ -70,12 +65,12 @@ class _Graph:
         raise ConfigError(f"ONNX export does not know layer {type(layer).__name__}")
 
 
-def to_onnx(model: nn.Sequential, mean: float, std: float, input_shape, path: Path, meta: dict) -> Path:
+def write(model: nn.Sequential, mean: float, std: float, input_shape, path: Path, meta: dict) -> Path:
     """Write ``model`` (eval mode) as an ONNX graph with its normalisation folded in front."""
     import onnx
     from onnx import TensorProto, helper
 
-    from .outputs import atomic_write
+    from ..outputs import atomic_write
 
     g = _Graph(helper)
     x = g.node("Div", [g.node("Sub", ["image", g.const("mean", mean)], "centred"), g.const("std", std)], "normalised")
@@ -96,66 +91,25 @@ def to_onnx(model: nn.Sequential, mean: float, std: float, input_shape, path: Pa
     return atomic_write(path, lambda f: f.write(onnx_model.SerializeToString()))
 
 
-def to_safetensors(model: nn.Sequential, mean: float, std: float, input_shape, path: Path, meta: dict) -> Path:
-    """Write the weights under PyTorch's state_dict names, with normalisation and model file as metadata."""
-    from safetensors.numpy import save
-
-    from .outputs import atomic_write
-
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    metadata = {"format": SAFETENSORS_FORMAT, "mean": repr(float(mean)), "std": repr(float(std)),
-                **{k: str(v) for k, v in meta.items()}}
-    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
-
-
-EXPORTERS.register("onnx", (to_onnx, ".onnx"))
-EXPORTERS.register("safetensors", (to_safetensors, ".safetensors"))
-
-
-MAX_HEADER_BYTES = 1 << 24
-MAX_WEIGHT_BYTES = 1 << 31
-
-
-def read_safetensors(path) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` of a safetensors file, read as data: the header's length and every
-    tensor's size are checked against the file before anything is loaded."""
-    path = Path(path)
+def agreement(path: Path, model, mean: float, std: float, images: np.ndarray, labels=None,
+              batch: int = 500) -> dict:
+    """ONNX Runtime's logits for ``images`` (N, C, H, W) in [0, 1] beside netlab's: the largest
+    difference, the share of equal arg-maxes, and both accuracies when ``labels`` are given."""
     try:
-        raw = path.open("rb")
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
-    with raw:
-        size = path.stat().st_size
-        head = raw.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path} is not a safetensors file (too short)")
-        n = int.from_bytes(head, "little")
-        if n > min(MAX_HEADER_BYTES, size - 8):
-            raise CheckpointError(f"{path} is not a safetensors file (its header claims {n:,} bytes)")
-        try:
-            header = json.loads(raw.read(n))
-        except ValueError:
-            raise CheckpointError(f"{path} is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a safetensors file (its header is not a mapping)")
-    total = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            start, end = info["data_offsets"]
-            total += int(end) - int(start)
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {key!r} has no valid data_offsets") from None
-    if total > min(MAX_WEIGHT_BYTES, size):
-        raise CheckpointError(f"{path}: its tensors claim {total:,} bytes, more than the file holds")
-    from safetensors.numpy import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for a damaged file
-        raise CheckpointError(f"{path}: damaged safetensors file ({type(exc).__name__}: {exc})") from None
-    for key, a in tensors.items():
-        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values")
-    return tensors, dict(header.get("__metadata__") or {})
+        import onnxruntime
+    except ImportError:
+        raise BackendError("verifying an ONNX file needs onnxruntime: pip install -e '.[export]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    xp = backend.namespace("numpy")
+    ours, theirs = [], []
+    for lo in range(0, len(images), batch):
+        x = images[lo:lo + batch].astype(np.float32)
+        ours.append(backend.to_numpy(model.forward(data.normalize(xp.asarray(x), mean, std))))
+        theirs.append(session.run(["logits"], {"image": x})[0])
+    ours, theirs = np.concatenate(ours), np.concatenate(theirs)
+    result = {"images": len(images), "max_abs_logit_difference": float(np.abs(ours - theirs).max()),
+              "same_prediction": float((ours.argmax(1) == theirs.argmax(1)).mean())}
+    if labels is not None:
+        result.update(netlab_accuracy=float((ours.argmax(1) == labels).mean()),
+                      onnxruntime_accuracy=float((theirs.argmax(1) == labels).mean()))
+    return result

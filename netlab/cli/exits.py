@@ -1,6 +1,6 @@
-"""What the command-line apps share: how a run ends when something goes wrong.
+"""How a command ends when something goes wrong: the exit policy that every command follows.
 
-The rule every command follows (README, "Exit status"):
+The rule (README, "Exit status"):
 - 0: done;
 - 2: bad input, said in one paragraph (``netlab: error: ...``): a value netlab checks, a
   file that is missing, corrupt or hostile, a full or read-only disk, and also what Hydra
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import logging
 import sys
+from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from .errors import NetlabError
+from ..errors import NetlabError
+from ..sweeps import FAILURE_FILE, run_job
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +36,31 @@ class _State:
 
 
 def user_errors(fn):
-    """Run an app's task; a user-caused error ends it with one paragraph and a documented status."""
+    """Run a command's task; a user-caused error ends it with one paragraph and a documented status."""
 
     @functools.wraps(fn)
     def wrapper(cfg):
         _State.task_started = True
         if _in_sweep():
-            return _sweep_job(fn, cfg)
+            return run_job(fn, cfg)
         try:
             return fn(cfg)
         except NetlabError as exc:
             if cfg.get("debug") or _hydra_verbose():
                 raise
-            _fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT))
+            fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT))
         except KeyboardInterrupt:
-            _fail("interrupted (Ctrl-C) before the command finished; nothing it had already written "
-                  "was damaged (outputs are replaced atomically)", EXIT_INTERRUPTED)
+            fail("interrupted (Ctrl-C) before the command finished; nothing it had already written "
+                 "was damaged (outputs are replaced atomically)", EXIT_INTERRUPTED)
         except OSError as exc:
             if exc.errno not in DISK_ERRORS or cfg.get("debug"):
                 raise
             where = f" {exc.filename}" if exc.filename else ""
-            _fail(f"cannot write{where}: {exc.strerror}. Files already saved are intact (checkpoints and "
-                  f"results are replaced atomically); free space or choose a writable folder "
-                  f"(hydra.run.dir=...) and run again", EXIT_BAD_INPUT)
+            fail(f"cannot write{where}: {exc.strerror}. Files already saved are intact (checkpoints and "
+                 f"results are replaced atomically); free space or choose a writable folder "
+                 f"(hydra.run.dir=...) and run again", EXIT_BAD_INPUT)
 
     return wrapper
-
-
-FAILURE_FILE = "failure.json"
 
 
 def _in_sweep() -> bool:
@@ -73,32 +73,12 @@ def _in_sweep() -> bool:
         return False
 
 
-def _sweep_job(fn, cfg):
-    """One job of a sweep: a failure (bad value, divergence, crash) is written to the job's
-    folder as failure.json, said in one line, and answered with NaN (what sweepers such as
-    Optuna record as a failed trial), so the other jobs still run; :class:`SweepReport` then
-    sums the failures up and sets the sweep's exit status."""
-    import traceback
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from .outputs import output_dir, write_json
-
-    try:
-        return fn(cfg)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        hc = HydraConfig.get()
-        message = " ".join(str(exc).split()) if isinstance(exc, NetlabError) else f"{type(exc).__name__}: {exc}"
-        record = {"job": hc.job.num, "overrides": list(hc.overrides.task), "error": type(exc).__name__,
-                  "message": message}
-        if not isinstance(exc, NetlabError):  # a crash: keep what a bug report needs
-            record["traceback"] = traceback.format_exc()
-        write_json(output_dir() / FAILURE_FILE, record)
-        print(f"netlab: job {hc.job.num} ({' '.join(hc.overrides.task)}) failed: {message}", file=sys.stderr,
-              flush=True)
-        return float("nan")
+def fail(message: str, status: int):
+    """End the command: ``netlab: error: MESSAGE`` as one paragraph on stderr, and ``status``."""
+    message = " ".join(message.split())
+    log.debug("error: %s", message)
+    print(f"netlab: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status) from None
 
 
 class SweepReport(Callback):
@@ -106,9 +86,6 @@ class SweepReport(Callback):
     exit status 2 when any did (0 when all finished)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        import json
-        from pathlib import Path
-
         root = Path(config.hydra.sweep.dir)
         jobs = [p for p in root.iterdir() if p.is_dir() and (p / ".hydra").is_dir()] if root.is_dir() else []
         failed = []
@@ -120,16 +97,9 @@ class SweepReport(Callback):
         if failed:
             said = "; ".join(f"job {f.get('job')} ({' '.join(f.get('overrides', []))}): "
                              f"{str(f.get('message')).rstrip('.')}" for f in failed[:5])
-            _fail(f"{len(failed)} of {len(jobs)} jobs failed, the others finished: {said}"
-                  f"{'; ...' if len(failed) > 5 else ''}. Each failed job's folder holds {FAILURE_FILE}; "
-                  f"python -m netlab.summarize {root} shows them all", EXIT_BAD_INPUT)
-
-
-def _fail(message: str, status: int):
-    message = " ".join(message.split())
-    log.debug("error: %s", message)
-    print(f"netlab: error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(status) from None
+            fail(f"{len(failed)} of {len(jobs)} jobs failed, the others finished: {said}"
+                 f"{'; ...' if len(failed) > 5 else ''}. Each failed job's folder holds {FAILURE_FILE}; "
+                 f"python -m netlab.summarize {root} shows them all", EXIT_BAD_INPUT)
 
 
 def command(hydra_main):

@@ -1,0 +1,283 @@
+"""``python -m netlab.bench``: training throughput of netlab beside PyTorch, same net, same run.
+
+For each batch size it times the training step (forward, loss, backward, Adam update) of
+netlab and of the identical ``torch.nn.Sequential``, alternating the two after warm-up over
+several repeats, with the same number of threads, and prints images/s (median, min, max),
+the ratio, achieved GFLOP/s, and where netlab's step spends its time. ``mode=e2e`` instead
+trains N epochs on real MNIST and reports wall time and test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+
+import hydra
+import yaml
+from omegaconf import DictConfig
+
+from .. import backend, losses, models, nn, optim
+from ..config import CONF_DIR, AdamConfig, BenchConfig, compose, validate
+from ..errors import ConfigError
+from ..outputs import output_dir, write_json
+from ..torch_twin import torch_optimizer, torch_twin, train_like
+from ..training import Trainer
+from . import CONF
+from .exits import command, user_errors
+
+log = logging.getLogger("netlab.bench")
+
+
+class Timer:
+    """Wall time of a region, synchronising the device first so queued GPU work counts."""
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def __enter__(self):
+        backend.synchronize(self.xp)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        backend.synchronize(self.xp)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def netlab_step(model, opt):
+    def step(x, y):
+        _, dlogits = losses.softmax_cross_entropy(model.forward(x), y)
+        model.backward(dlogits, input_grad=False)
+        opt.step()
+    return step
+
+
+def torch_step(twin):
+    import torch
+
+    opt = torch_optimizer(AdamConfig(), twin.parameters())  # the same Adam, with netlab's defaults
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(twin(x), y).backward()
+        opt.step()
+    return step
+
+
+def breakdown(model, x, y, repeats: int) -> list[dict]:
+    """Median milliseconds per step of each layer's forward and backward (and the rest)."""
+    xp = model.xp
+    rows = {i: {"forward": [], "backward": []} for i in range(len(model))}
+    for _ in range(repeats):
+        h = x
+        for i, layer in enumerate(model):
+            with Timer(xp) as t:
+                h = layer.forward(h)
+            rows[i]["forward"].append(t.seconds)
+        _, d = losses.softmax_cross_entropy(h, y)
+        for i in reversed(range(len(model))):
+            with Timer(xp) as t:
+                d = model[i].backward(d, input_grad=i > 0)
+            rows[i]["backward"].append(t.seconds)
+    return [{"layer": f"{i}: {model[i]!r}", "forward_ms": 1e3 * statistics.median(r["forward"]),
+             "backward_ms": 1e3 * statistics.median(r["backward"])} for i, r in rows.items()]
+
+
+def bench_batch(cfg, model_cfg, xp, batch: int, torch_ok: bool) -> dict:
+    nn.manual_seed(0)
+    model = models.build(model_cfg, cfg.backend.conv).to(xp).train()
+    opt = optim.Adam(model)
+    gen = backend.Generator(1)
+    x = gen.normal(xp, (batch, *model_cfg.input_shape))
+    y = xp.astype(gen.bits(xp, (batch,)) % model_cfg.num_classes, xp.int64)
+    # name -> (step, its arguments, a function that waits for queued device work)
+    contenders = {"netlab": (netlab_step(model, opt), (x, y), lambda: backend.synchronize(xp))}
+    if torch_ok:
+        import torch
+
+        device = "cuda" if backend.name_of(xp) == "cupy" else "cpu"
+        twin = torch_twin(model).to(device).train()
+        xt = torch.from_numpy(backend.to_numpy(x)).to(device)
+        yt = torch.from_numpy(backend.to_numpy(y)).to(device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        contenders["torch"] = (torch_step(twin), (xt, yt), sync)
+    times = {name: [] for name in contenders}
+    for step, args, sync in contenders.values():
+        for _ in range(cfg.warmup):
+            step(*args)
+        sync()
+    for _ in range(cfg.repeats):
+        for name, (step, args, sync) in contenders.items():
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(cfg.steps):
+                step(*args)
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    flops = 3 * models.flops_per_image(models.build(model_cfg), model_cfg.input_shape)
+    result = {"batch_size": batch}
+    for name, ts in times.items():
+        ips = sorted(cfg.steps * batch / t for t in ts)
+        result[name] = {"images_per_s": statistics.median(ips), "min": ips[0], "max": ips[-1],
+                        "gflops": statistics.median(ips) * flops / 1e9}
+    if "torch" in result:
+        ratios = sorted(a / b for a, b in zip(times["torch"], times["netlab"]))
+        result["ratio"] = statistics.median(ratios)
+        result["ratio_min"], result["ratio_max"] = ratios[0], ratios[-1]
+    if cfg.breakdown:
+        result["layers"] = breakdown(model, x, y, max(3, cfg.repeats))
+    return result
+
+
+def step_mode(cfg) -> dict:
+    xp = backend.namespace(cfg.backend.name)
+    threads = cfg.threads or backend.cpu_cores()
+    backend.set_threads(threads)
+    model_cfg = cfg.model
+    torch_ok = bool(cfg.torch)
+    if torch_ok:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            log.warning("PyTorch is not installed: timing netlab alone")
+            torch_ok = False
+    batches = [2] if cfg.smoke else list(cfg.batch_sizes)
+    report = {"backend": cfg.backend.name, "device": backend.device_name(xp), "model": model_cfg.name,
+              "threads": threads, "steps_per_repeat": cfg.steps, "repeats": cfg.repeats,
+              "torch_version": _torch_version() if torch_ok else None, "results": []}
+    for batch in batches:
+        report["results"].append(bench_batch(cfg, model_cfg, xp, batch, torch_ok))
+    return report
+
+
+# keys the e2e bench sets itself, so that both contenders run what the report says
+E2E_OWN_KEYS = ("backend", "experiment", "train.progress", "train.eval_every", "train.patience")
+
+
+def _recipe(name: str) -> str:
+    """``name`` checked as a single-run training preset in conf/experiment."""
+    presets = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    if name not in presets:
+        raise ConfigError(f"recipe={name!r} is not a training preset; choose one of: {', '.join(presets)} "
+                          f"(conf/experiment/NAME.yaml)")
+    hydra_node = (yaml.safe_load((CONF_DIR / "experiment" / f"{name}.yaml").read_text()) or {}).get("hydra") or {}
+    if hydra_node.get("mode") == "MULTIRUN" or (hydra_node.get("sweeper") or {}).get("params"):
+        raise ConfigError(f"recipe={name} is a sweep of several runs; the e2e bench times one training recipe. "
+                          f"Pick a single-run preset such as fast99 or best, or give the sweep's setting "
+                          f"through train_overrides")
+    return name
+
+
+def e2e_mode(cfg) -> dict:
+    """Train a whole run (the ``recipe`` preset and ``train_overrides``) with netlab and, on
+    the same recipe, the same data in the same order, the same initial weights and lr schedule,
+    with PyTorch; alternate them ``runs`` times and report training time (evaluation excluded,
+    batching and augmentation included for both) and test accuracy. Early stopping is off:
+    both contenders train every step of the recipe."""
+    threads = cfg.threads or backend.cpu_cores()
+    for override in cfg.train_overrides:
+        key = str(override).split("=", 1)[0].lstrip("+~")
+        if key.startswith(E2E_OWN_KEYS):
+            raise ConfigError(f"train_overrides: {override!r} sets what the bench sets itself; use the bench's "
+                              f"backend=..., backend.conv=..., threads=... and recipe=... instead")
+    overrides = [*([f"experiment={_recipe(cfg.recipe)}"] if cfg.recipe else []),
+                 *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []), *cfg.train_overrides,
+                 f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
+                 "train.progress=false", f"train.eval_every={10 ** 9}", "train.patience=0"]
+    run_cfg = validate(compose(*overrides))
+    torch_ok = bool(cfg.torch) and _torch_version() is not None
+    if cfg.torch and not torch_ok:
+        log.warning("PyTorch is not installed: timing netlab alone")
+    torch_device = "cuda" if cfg.backend.name == "cupy" else "cpu"
+    runs = {"netlab": [], **({"torch": []} if torch_ok else {})}
+    for r in range(cfg.runs):
+        for name in runs:
+            out = output_dir() / "e2e" / f"{name}-{r}"
+            out.mkdir(parents=True, exist_ok=True)
+            trainer = Trainer(run_cfg, out)
+            runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads, torch_device)[0])
+            log.info("%s run %d: %.2f s of training, test accuracy %.2f%%", name, r + 1,
+                     runs[name][-1]["train_time_s"], 100 * runs[name][-1]["test_accuracy"])
+    report = {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "threads": threads,
+              "overrides": overrides, "runs": cfg.runs, "torch_version": _torch_version() if torch_ok else None,
+              "torch_device": torch_device if torch_ok else None}
+    for name, results in runs.items():
+        times = sorted(x["train_time_s"] for x in results)
+        accs = sorted(x["test_accuracy"] for x in results)
+        report[name] = {"train_time_s": statistics.median(times), "train_time_min": times[0],
+                        "train_time_max": times[-1], "test_accuracy": statistics.median(accs),
+                        "test_accuracy_min": accs[0], "test_accuracy_max": accs[-1],
+                        "steps": results[0]["steps"], "images": results[0]["images"]}
+    if torch_ok:
+        # speed = images per second of training, so unequal lengths could not pass for a speed-up
+        ratios = sorted((n["images"] / n["train_time_s"]) / (t["images"] / t["train_time_s"])
+                        for n, t in zip(runs["netlab"], runs["torch"]))
+        report["ratio"], report["ratio_min"], report["ratio_max"] = statistics.median(ratios), ratios[0], ratios[-1]
+    return report
+
+
+def _torch_version():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def table(report: dict) -> str:
+    lines = [f"netlab bench: {report['model']} on {report['backend']} ({report['device']}), "
+             f"{report['threads']} threads, {report['repeats']} repeats x {report['steps_per_repeat']} steps",
+             "batch | netlab img/s (min-max)       | torch img/s (min-max)        | ratio (min-max)    | netlab GFLOP/s"]
+    for r in report["results"]:
+        n = r["netlab"]
+        t = r.get("torch")
+        torch_cell = f"{t['images_per_s']:9,.0f} ({t['min']:,.0f}-{t['max']:,.0f})" if t else "-"
+        ratio = f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if t else "-"
+        lines.append(f"{r['batch_size']:5d} | {n['images_per_s']:9,.0f} ({n['min']:,.0f}-{n['max']:,.0f}) "
+                     f"{'':>6}| {torch_cell:<28} | {ratio:<18} | {n['gflops']:.1f}")
+    for r in report["results"]:
+        if "layers" in r:
+            total = sum(l["forward_ms"] + l["backward_ms"] for l in r["layers"])
+            lines.append(f"\nnetlab step at batch {r['batch_size']}: where the time goes (median ms, excl. optimizer)")
+            for l in r["layers"]:
+                share = 100 * (l["forward_ms"] + l["backward_ms"]) / total
+                lines.append(f"  {l['forward_ms']:7.2f} fwd {l['backward_ms']:7.2f} bwd {share:5.1f}%  {l['layer']}")
+    return "\n".join(lines)
+
+
+def e2e_table(report: dict) -> str:
+    lines = [f"netlab bench e2e: {' '.join(report['overrides'])}; {report['threads']} threads, "
+             f"{report['runs']} alternating runs each",
+             "contender | training s, median (min-max) | test accuracy, median (min-max) | steps, images"]
+    for name in ("netlab", "torch"):
+        if name in report:
+            r = report[name]
+            lines.append(f"{name:9} | {r['train_time_s']:7.2f} ({r['train_time_min']:.2f}-{r['train_time_max']:.2f})"
+                         f"{'':>8} | {100 * r['test_accuracy']:.2f}% ({100 * r['test_accuracy_min']:.2f}-"
+                         f"{100 * r['test_accuracy_max']:.2f}%){'':>8} | {r['steps']}, {r['images']}")
+    if "ratio" in report:
+        lines.append(f"netlab speed / PyTorch speed: {report['ratio']:.2f}x ({report['ratio_min']:.2f}-"
+                     f"{report['ratio_max']:.2f})")
+    return "\n".join(lines)
+
+
+@user_errors
+def bench(raw: DictConfig) -> dict:
+    cfg = validate(raw, BenchConfig)
+    report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
+    print(table(report) if cfg.mode == "step" else e2e_table(report), flush=True)
+    out = write_json(output_dir() / "bench.json", report)
+    log.info("wrote %s", out)
+    return report
+
+
+@command
+@hydra.main(version_base="1.3", config_path=CONF, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+

@@ -1,0 +1,41 @@
+"""``python -m netlab.train`` (``netlab-train``): train one model, or sweep with ``-m``.
+
+The loop is :class:`netlab.training.Trainer`; this command only wires Hydra to it.
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ..config import validate
+from ..errors import NetlabError
+from ..outputs import discard_if_bare, output_dir
+from ..training import Trainer
+from . import CONF
+from .exits import command, user_errors
+
+
+@user_errors
+def train(cfg: DictConfig) -> float:
+    """Train with ``cfg`` into Hydra's output folder; return the final validation accuracy
+    (what sweepers optimise)."""
+    out = output_dir()
+    try:
+        checked = validate(cfg)
+        trainer = Trainer(checked, out)
+        if checked.train.resume:
+            trainer.load(checked.train.resume)
+        return trainer.fit()["val_accuracy"]
+    except NetlabError:
+        if HydraConfig.get().mode == RunMode.RUN:  # a sweep keeps its failed job's folder
+            discard_if_bare(out, f"{HydraConfig.get().job.name}.log")
+        raise
+
+
+@command
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
+def main(cfg: DictConfig) -> float:
+    return train(cfg)

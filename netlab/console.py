@@ -1,0 +1,90 @@
+"""What a person at a terminal sees and does during a run: the progress bar, and Ctrl-C
+taking effect between steps."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import threading
+
+
+class DeferredInterrupt:
+    """Ctrl-C during the loop takes effect between steps, never inside a checkpoint write or an
+    evaluation: the first SIGINT is remembered and raised as KeyboardInterrupt at the next
+    :meth:`check`; a second one interrupts at once. (A SIGINT landing inside OmegaConf while a
+    checkpoint was being assembled turned into an AttributeError crash, exit 1.) Off the main
+    thread, or where SIGINT has a handler other than Python's default, nothing changes."""
+
+    def __init__(self):
+        self.pending = False
+        self._previous = None
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.pending:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class Progress:
+    """A tqdm bar whose postfix shows the running training loss, refreshed every ``every``
+    steps (one host sync per refresh, none per step), with log lines printed above it, once
+    each, through tqdm's logging redirection. Off a terminal (or when not ``enabled``) there is
+    no bar and no extra sync."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, every: int = 20):
+        self.every, self.bar, self._redirect = every, None, None
+        if enabled and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            # A terminal that reports a size of 0 (some pseudo-terminals) would get an invisible bar.
+            size = os.terminal_size((0, 0))
+            with contextlib.suppress(OSError):
+                size = os.get_terminal_size(sys.stderr.fileno())
+            known = size.columns > 0 and size.lines > 0
+            fallback = shutil.get_terminal_size()
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=known,
+                            ncols=None if known else fallback.columns, nrows=None if known else fallback.lines)
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+        self.val = ""
+
+    def step(self, step: int, running) -> None:
+        """One step done; ``running`` is the loop's :class:`~netlab.metrics.Running` sums."""
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if step % self.every == 0 and running.count:
+            self._show(running.total_loss() / running.count)
+
+    def evaluated(self, train_loss: float, val_accuracy: float) -> None:
+        if self.bar is not None:
+            self.val = f" val {100 * val_accuracy:.2f}%"
+            self._show(train_loss)
+
+    def _show(self, loss: float) -> None:
+        self.bar.set_postfix_str(f"loss {loss:.4f}{self.val}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self._redirect.__exit__(None, None, None)
+            self.bar = None

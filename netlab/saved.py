@@ -1,0 +1,147 @@
+"""A trained model read back: its weights in a model, the config it was trained with, and how
+its images were normalised. ``evaluate``, ``predict``, ``export``, ``serve`` and the Python
+API read trained models through :func:`load` only.
+
+A model comes from a netlab checkpoint (a run folder, whose best or last checkpoint is read,
+or a ``.npz``) or from a safetensors file (``netlab.export``'s, which says its model file
+and normalisation in its metadata, or another program's, for which the user names them).
+Normalisation has one rule, here: the user's ``mean``/``std`` if given, else the file's, else
+a refusal; a model is never fed images normalised by a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import backend, checkpoint, models
+from .config import Config, DataConfig, ModelConfig, SavedModelConfig, validate
+from .data.datasets import DATASETS
+from .errors import CheckpointError, ConfigError
+
+
+@dataclass
+class SavedModel:
+    """A trained model (eval mode, on ``xp``) and what it needs to be used as it was trained."""
+
+    model: object       # nn.Sequential
+    config: Config      # the run's config; for outside weights, the defaults with their model file
+    mean: float         # normalisation: (pixels in [0, 1] - mean) / std
+    std: float
+    path: Path          # the file the weights came from
+    step: int | None    # the training step they are from, when the file says
+    xp: object
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder the weights belong to (``RUN/checkpoints/x.npz`` -> ``RUN``), if any."""
+        return checkpoint.run_dir(self.path)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(DATASETS.lookup(self.config.data.name).classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.model.input_shape)
+
+
+def embedded_config(ck: checkpoint.Checkpoint, where: str) -> Config:
+    """The validated config that a checkpoint embeds (its YAML read as data, then checked)."""
+    try:
+        return validate(checkpoint.config_mapping(ck, where))
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: its embedded config is invalid: {exc}") from None
+
+
+def resolve(path, which: str = "best") -> Path:
+    """The weights file that ``path`` names: the file itself, or a run folder's ``which`` checkpoint."""
+    return checkpoint.resolve(path, which)
+
+
+def is_safetensors(path) -> bool:
+    return Path(path).suffix == ".safetensors"
+
+
+def load_weights(path, which: str = "best") -> tuple[dict, dict]:
+    """``(state_dict, metadata)`` of weights from outside or inside: a safetensors file (its
+    metadata as written by ``netlab.export``, or none) or a netlab checkpoint (its config,
+    normalisation and step)."""
+    path = resolve(path, which)
+    if is_safetensors(path):
+        from .exporters.safetensors import read_safetensors
+
+        return read_safetensors(path)
+    ck = checkpoint.read(path)
+    return ck.model, {"checkpoint": ck, "mean": ck.mean, "std": ck.std, "step": ck.counters["step"]}
+
+
+def load(path, xp=None, which: str = "best", model: ModelConfig | None = None, mean: float | None = None,
+         std: float | None = None, conv: str = "auto") -> SavedModel:
+    """The trained model at ``path`` (a run folder, a checkpoint ``.npz`` or a ``.safetensors``
+    file) on namespace ``xp`` (default NumPy). ``model`` is the model file, for weights that do
+    not say theirs; ``mean`` and ``std`` override the normalisation the file holds; ``conv`` is
+    how its convolutions compute (``backend.conv``)."""
+    xp = xp if xp is not None else backend.namespace("numpy")
+    path = resolve(path, which)
+    weights, meta = load_weights(path)
+    if "checkpoint" in meta:
+        cfg = embedded_config(meta["checkpoint"], str(path))
+    else:
+        cfg = _outside_config(path, meta, model)
+    if model is not None:
+        cfg.model = model
+    mean = mean if mean is not None else _number(meta.get("mean"))
+    std = std if std is not None else _number(meta.get("std"))
+    if mean is None or std is None or std <= 0:
+        raise ConfigError(f"{path} does not say how its images were normalised; give mean= and std= (the "
+                          f"training images' pixel mean and standard deviation, in [0, 1] units)")
+    try:
+        built = models.build(cfg.model, conv)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its model cannot be built: {exc}") from None
+    try:
+        built.load_state_dict(weights)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model {cfg.model.name!r} ({exc})") from None
+    step = meta.get("step", meta.get("checkpoint_step"))
+    return SavedModel(built.to(xp).eval(), cfg, mean, std, path, None if step is None else int(step), xp)
+
+
+def open_for(cfg: SavedModelConfig) -> SavedModel:
+    """The model that a command's settings name (``checkpoint``, ``which``, ``model``, ``mean``,
+    ``std``), on its backend, with its ``backend.threads`` in force."""
+    if cfg.backend.threads:
+        backend.set_threads(cfg.backend.threads)
+    return load(cfg.checkpoint, backend.namespace(cfg.backend.name), cfg.which, model=cfg.model, mean=cfg.mean,
+                std=cfg.std, conv=cfg.backend.conv)
+
+
+def _number(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _outside_config(path, meta: dict, model):
+    """The Config of weights from a safetensors file: the defaults, its dataset, and its model
+    file (the metadata's, read as data, or the one the user names)."""
+    if model is None:
+        if "model" not in meta:
+            raise CheckpointError(f"{path} says nothing of its model; name the model file it fits, e.g. "
+                                  f"model=seed_cnn")
+        layers = checkpoint.plain_yaml(meta["model"], f"{path}: its model metadata")
+        if not isinstance(layers, dict) or not isinstance(layers.get("layers"), list):
+            raise CheckpointError(f"{path}: its model metadata is not a list of layers")
+        try:
+            model = ModelConfig(name=str(meta.get("model_name", "outside")), layers=layers["layers"],
+                                num_classes=int(meta.get("num_classes", 10)))
+        except (ConfigError, ValueError) as exc:
+            raise CheckpointError(f"{path}: its model metadata is invalid ({exc})") from None
+    try:
+        return Config(data=DataConfig(name=str(meta.get("dataset", "mnist"))), model=model)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
