@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 from pathlib import Path
 
 from . import backend, checkpoint, losses, metrics, models
@@ -84,13 +85,27 @@ class DivergenceGuard(Callback):
 
     def _diverged(self, trainer, what: str):
         good = good_checkpoint(trainer)
-        where = (f"The last good checkpoint is {good} (step {checkpoint.read(good).counters['step']}); resume "
-                 f"from it with train.resume={good} and a lower lr." if good else
-                 "No checkpoint with usable weights had been written yet.")
+        lower = f"optimizer.lr={trainer.cfg.optimizer.lr / 10:g}"
+        again = " ".join(["python -m netlab.train", *_given_overrides(), lower])
+        where = (f"The last good checkpoint is {good} (step {checkpoint.read(good).counters['step']}); start "
+                 f"again from its weights with a lower lr: {again} train.init_from={good}" if good else
+                 f"No checkpoint with usable weights had been written yet; start again with a lower lr: {again}")
         raise DivergedError(f"training diverged: {what} by step {trainer.at.step} (epoch "
                             f"{trainer.at.step / trainer.steps_per_epoch:.2f}, lr {trainer.opt.lr:.3g}). Lower "
-                            f"optimizer.lr (for example to {trainer.cfg.optimizer.lr / 10:g}) or add a "
-                            f"schedule with warm-up. {where}")
+                            f"optimizer.lr or add a schedule with warm-up. {where}")
+
+
+def _given_overrides() -> list[str]:
+    """The overrides this run was started with (on the command line), less those a new start
+    from its weights replaces; none when it was started from Python."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        given = list(HydraConfig.get().overrides.task)
+    except ValueError:  # no Hydra app running
+        return []
+    replaced = ("optimizer.lr", "train.init_from", "train.resume", "hydra.run.dir", "hydra.sweep")
+    return [shlex.quote(o) for o in given if not o.lstrip("+~").startswith(replaced)]
 
 
 def all_finite(xp, arrays) -> bool:
@@ -162,25 +177,54 @@ class ProgressBar(Callback):
 
 
 class ConsoleLog(Callback):
-    """The run's log lines: what it trains, one line per evaluation, and where the outputs are."""
+    """The run's log lines: what it trains and its model, then a table row per evaluation (loss
+    and accuracy of each split, lr, speed, time left), a line per epoch, and where the outputs
+    are. Rows fit 120 columns with the time stamp before them."""
 
     def on_fit_start(self, trainer):
         cfg = trainer.cfg
-        log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch); %s: %s", cfg.model.name,
+        log.info("%s on %s (%s), %s parameters; %d steps of batch %d (%d per epoch)", cfg.model.name,
                  cfg.backend.name, trainer.device, f"{trainer.model.num_parameters():,}", trainer.total_steps,
-                 cfg.train.batch_size, trainer.steps_per_epoch, cfg.optimizer.name,
-                 trainer.opt.schedule.describe(trainer.opt.base_lr))
+                 cfg.train.batch_size, trainer.steps_per_epoch)
+        log.info("%s, %s", cfg.optimizer.name, trainer.opt.schedule.describe(trainer.opt.base_lr))
+        for line in str(models.summary(trainer.model, cfg.model.input_shape)).splitlines():
+            log.info("  %s", line)
+        self.l2 = cfg.optimizer.weight_decay > 0
+        self.header = ("   step  epoch  " + "  ".join(f"{s + ' loss/acc':<15}" for s in ("train", "val", "test"))
+                       + ("  reg loss" if self.l2 else "") + "  lr        img/s     left")
+        log.info(self.header)
+        self.epoch_started, self.steps_at_start = trainer.elapsed(), trainer.at.step
 
     def on_evaluate(self, trainer, rows):
         at = trainer.at
-        reg = float(backend.to_numpy(losses.l2_penalty(trainer.model, trainer.cfg.optimizer.weight_decay)))
+        cells = [f"{r['loss']:6.4f} {100 * r['accuracy']:6.2f}%" for r in rows]
+        reg = ""
+        if self.l2:
+            reg = f"  {float(backend.to_numpy(losses.l2_penalty(trainer.model, trainer.cfg.optimizer.weight_decay))):8.4f}"
         ips = at.images / trainer.train_time if trainer.train_time else 0.0
-        line = (f"step {at.step:6d} epoch {rows[0]['epoch']:5.2f} | " + " | ".join(
-            f"{r['split']} loss {r['loss']:.4f} acc {100 * r['accuracy']:6.2f}%" for r in rows)
-            + f" | reg loss {reg:.4f} | lr {rows[0]['lr']:.2e} | {ips:,.0f} img/s")
-        log.info(line)
+        log.info(f"{at.step:7d} {rows[0]['epoch']:6.2f}  " + "  ".join(cells) + reg +
+                 f"  {rows[0]['lr']:.2e}  {ips:7,.0f}  {_duration(self._left(trainer)):>7}")
+        if at.batch == trainer.steps_per_epoch:
+            took = trainer.elapsed() - self.epoch_started
+            log.info("epoch %d of %d done in %s", at.epoch + 1, -(-trainer.total_steps // trainer.steps_per_epoch),
+                     _duration(took))
+            self.epoch_started = trainer.elapsed()
+
+    def _left(self, trainer) -> float:
+        """Seconds left at this run's pace so far (this session's steps, evaluations included)."""
+        done = trainer.at.step - self.steps_at_start
+        spent = trainer.elapsed() - trainer.elapsed_before
+        return spent / done * (trainer.total_steps - trainer.at.step) if done else 0.0
 
     def on_fit_end(self, trainer, results):
-        log.info("done: test accuracy %.2f%%, val accuracy %.2f%%, %.1f s of training (%s img/s); outputs in %s",
-                 100 * results["test_accuracy"], 100 * results["val_accuracy"], trainer.train_time,
+        log.info("done: test accuracy %.2f%%, val accuracy %.2f%%, %s of training (%s img/s); outputs in %s",
+                 100 * results["test_accuracy"], 100 * results["val_accuracy"], _duration(trainer.train_time),
                  f"{results['images_per_s']:,.0f}" if results["images_per_s"] else "-", trainer.out)
+
+
+def _duration(seconds: float) -> str:
+    """``42.0 s``, ``3m05s``, ``1h02m``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

@@ -454,6 +454,22 @@ COMMAND_SCHEMAS = {"evaluate_schema": EvaluateConfig, "predict_schema": PredictC
                    "export_schema": ExportConfig, "serve_schema": ServeConfig, "bench_schema": BenchConfig}
 
 
+# A training run's log (conf/config.yaml picks it): short time stamps, the run's log file beside
+# its outputs, and the chatter of third-party libraries (MLflow's store, HTTP) kept to warnings.
+JOB_LOGGING = {
+    "version": 1,
+    "formatters": {"netlab": {"()": "netlab.console.LogFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "netlab", "stream": "ext://sys.stdout"},
+        "file": {"class": "logging.FileHandler", "formatter": "netlab",
+                 "filename": "${hydra.runtime.output_dir}/${hydra.job.name}.log"},
+    },
+    "root": {"level": "INFO", "handlers": ["console", "file"]},
+    "loggers": {name: {"level": "WARNING"} for name in ("mlflow", "alembic", "urllib3", "matplotlib", "PIL")},
+    "disable_existing_loggers": False,
+}
+
+
 def register() -> None:
     """Store the schema (``netlab_schema``), every group option and the commands' schemas in
     Hydra's ConfigStore."""
@@ -470,6 +486,7 @@ def register() -> None:
         cs.store(group="logger", name=name, node=cls, package=f"logger.{name}")
     for name, cls in COMMAND_SCHEMAS.items():
         cs.store(name=name, node=cls)
+    cs.store(group="hydra/job_logging", name="netlab", node=JOB_LOGGING)
     for command in COMMANDS:  # the --help each command's conf/*.yaml picks; netlab.cli.help writes the text
         cs.store(group="hydra/help", name=f"netlab_{command}", node={"app_name": f"netlab-{command}"})
 
@@ -477,8 +494,9 @@ def register() -> None:
 register()
 
 
-def compose(*overrides: str, config_name: str = "config") -> DictConfig:
-    """The config that ``python -m netlab.train OVERRIDES`` would run with (Python API)."""
+def compose(*overrides: str, config_name: str = "config", with_hydra: bool = False) -> DictConfig:
+    """The config that ``python -m netlab.train OVERRIDES`` would run with (Python API);
+    ``with_hydra`` keeps Hydra's own node (``hydra.mode``, the sweep's settings)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -488,9 +506,9 @@ def compose(*overrides: str, config_name: str = "config") -> DictConfig:
     overrides = [str(o) for o in overrides]
     try:
         if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose with its search path
-            return hydra_compose(config_name, overrides=overrides)
+            return hydra_compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name, overrides=overrides)
+            return hydra_compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as exc:  # what the command line would refuse
         raise ConfigError(f"cannot compose the config: {exc}") from None
 
@@ -546,6 +564,24 @@ def _refuse_unknown_keys(node, cls, prefix: str) -> None:
         if dataclasses.is_dataclass(child_cls) and not OmegaConf.is_missing(node, key) \
                 and isinstance(node[key], DictConfig):
             _refuse_unknown_keys(node[key], child_cls, f"{prefix}{key}.")
+
+
+def schema_keys(cls, prefix: str = "") -> list[str]:
+    """Every dotted key of dataclass ``cls`` (recursively); for :class:`Config`, the keys of every
+    optimizer's schema under ``optimizer.``."""
+    import typing
+
+    keys = []
+    for f in dataclasses.fields(cls):
+        hint = _unwrap_optional(typing.get_type_hints(cls)[f.name])
+        if cls is Config and f.name == "optimizer":
+            subs = {k for c in OPTIMIZER_CONFIGS.values() for k in schema_keys(c, "optimizer.")}
+            keys += sorted(subs)
+        elif dataclasses.is_dataclass(hint):
+            keys += schema_keys(hint, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
 
 
 def _unwrap_optional(hint):

@@ -4,11 +4,25 @@ taking effect between steps."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import sys
 import threading
+
+
+class LogFormatter(logging.Formatter):
+    """``[14:02:11] message`` (``stamp=False``: the message alone), with ``warning:`` (or
+    ``error:``) before what is not plain information."""
+
+    def __init__(self, stamp: bool = True):
+        super().__init__("[%(asctime)s] %(message)s" if stamp else "%(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record):
+        if record.levelno >= logging.WARNING:
+            record = logging.makeLogRecord({**record.__dict__, "message": f"{record.levelname.lower()}: {record.message}"})
+        return super().formatMessage(record)
 
 
 class DeferredInterrupt:
@@ -43,6 +57,15 @@ class DeferredInterrupt:
             self._previous = None
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where tqdm draws its bar as a notebook widget)."""
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and type(shell.get_ipython()).__name__ == "ZMQInteractiveShell"
+    except AttributeError:
+        return False
+
+
 class Progress:
     """A tqdm bar whose postfix shows the running training loss, refreshed every ``every``
     steps (one host sync per refresh, none per step), with log lines printed above it, once
@@ -51,8 +74,11 @@ class Progress:
 
     def __init__(self, enabled: bool, total: int, initial: int, every: int = 20):
         self.every, self.bar, self._redirect = every, None, None
-        if enabled and sys.stderr.isatty():
-            from tqdm.auto import tqdm
+        self.val = ""
+        if not enabled:
+            return
+        if sys.stderr.isatty():
+            from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             # A terminal that reports a size of 0 (some pseudo-terminals) would get an invisible bar.
@@ -65,7 +91,10 @@ class Progress:
                             ncols=None if known else fallback.columns, nrows=None if known else fallback.lines)
             self._redirect = logging_redirect_tqdm()
             self._redirect.__enter__()
-        self.val = ""
+        elif in_notebook() and _has("ipywidgets"):  # a widget: log lines print beside it untouched
+            from tqdm.notebook import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step")
 
     def step(self, step: int, running) -> None:
         """One step done; ``running`` is the loop's :class:`~netlab.metrics.Running` sums."""
@@ -86,5 +115,12 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-            self._redirect.__exit__(None, None, None)
+            if self._redirect is not None:
+                self._redirect.__exit__(None, None, None)
             self.bar = None
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

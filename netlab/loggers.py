@@ -21,6 +21,13 @@ from .metrics import COLUMNS
 from .registry import Registry
 
 LOGGERS = Registry("logger")
+DEFAULT_STORE = "mlruns"  # logger=mlflow without a tracking URI: mlruns/mlflow.db and mlruns/<experiment id>/
+
+
+def metric_name(split: str, metric: str) -> str:
+    """A curve's name in every tracker: ``val/accuracy`` (metrics.csv has the same as its split
+    and metric columns)."""
+    return f"{split}/{metric}"
 
 
 class Logger(Callback):
@@ -66,8 +73,8 @@ class TensorBoardLogger(Logger):
 
     def on_evaluate(self, trainer, rows):
         for r in rows:
-            self.writer.add_scalar(f"{r['split']}/loss", r["loss"], r["step"])
-            self.writer.add_scalar(f"{r['split']}/accuracy", r["accuracy"], r["step"])
+            self.writer.add_scalar(metric_name(r["split"], "loss"), r["loss"], r["step"])
+            self.writer.add_scalar(metric_name(r["split"], "accuracy"), r["accuracy"], r["step"])
         if rows:
             self.writer.add_scalar("lr", rows[0]["lr"], rows[0]["step"])
         self.writer.flush()
@@ -100,7 +107,10 @@ class MLflowLogger(Logger):
         except ImportError:
             raise BackendError("logger=mlflow needs mlflow: pip install -e '.[trackers]'") from None
         self.mlflow = mlflow
-        uri = self.settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        uri = self.settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:  # one folder where you run: its SQLite store and, beside it, the artifacts MLflow puts in ./mlruns
+            Path(DEFAULT_STORE).mkdir(exist_ok=True)
+            uri = f"sqlite:///{DEFAULT_STORE}/mlflow.db"
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(self.settings.experiment)
         self.run = mlflow.start_run(run_name=self.out.name)
@@ -109,11 +119,11 @@ class MLflowLogger(Logger):
 
     def on_evaluate(self, trainer, rows):
         if rows:
-            metrics = {f"{r['split']}_{m}": r[m] for r in rows for m in ("loss", "accuracy")}
+            metrics = {metric_name(r["split"], m): r[m] for r in rows for m in ("loss", "accuracy")}
             self.mlflow.log_metrics({**metrics, "lr": rows[0]["lr"]}, step=rows[0]["step"])
 
     def on_fit_end(self, trainer, results):
-        logged = {f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", "accuracy")}
+        logged = {f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", "accuracy")}  # the curves have them
         self.mlflow.log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float)) and v is not None
                                  and not isinstance(v, bool) and k not in logged and k.endswith(("accuracy", "_s"))},
                                 step=results.get("steps", 0))

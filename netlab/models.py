@@ -208,6 +208,38 @@ def flops_per_image(model: nn.Sequential, input_shape) -> int:
     return total
 
 
+class Summary(list):
+    """Per-layer rows ``(index, type, settings, output shape, parameters)``, printed as a table."""
+
+    def __str__(self):
+        rows = [("#", "layer", "settings", "output shape", "parameters")]
+        rows += [(str(i), kind, settings, "x".join(map(str, shape)), f"{params:,}")
+                 for i, kind, settings, shape, params in self]
+        total = sum(r[4] for r in self)
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        widths[2] = min(widths[2], 60)
+        lines = [f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2][:60]:<{widths[2]}}  {r[3]:>{widths[3]}}  "
+                 f"{r[4]:>{widths[4]}}" for r in rows]
+        rule = "-" * len(lines[0])
+        return "\n".join([lines[0], rule, *lines[1:], rule, f"{'total':<{len(lines[0]) - widths[4] - 2}}  "
+                                                            f"{total:>{widths[4]},}"])
+
+
+def summary(model: nn.Sequential, input_shape) -> Summary:
+    """Each layer's type, settings, output shape per sample and parameter count, worked out by
+    running one zero sample through the layers in the model file's order (eval mode)."""
+    xp = model.xp
+    x = xp.zeros((1, *input_shape), dtype=xp.float32, device=model.device)
+    was_training = model.training
+    model.eval()
+    rows = Summary()
+    for i, layer in enumerate(model):
+        x = layer.forward(x)
+        rows.append((i, type(layer).__name__, layer.settings(), tuple(x.shape[1:]), layer.num_parameters()))
+    model.train(was_training)
+    return rows
+
+
 def feature_maps(model: nn.Sequential, x) -> tuple:
     """``(logits, maps)`` of ``model`` (eval mode) on ``x``, with ``maps`` the output of every
     convolution and pooling layer as ``(layer index, layer, output)``, in the model file's order."""

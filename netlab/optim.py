@@ -112,9 +112,8 @@ class OneCycle:
 
     def describe(self, base_lr: float) -> str:
         peak = max(0, round(self.pct_start * self.total_steps) - 1)
-        return (f"lr {base_lr:g} is the peak of a one-cycle schedule: {self(0, base_lr):.3g} at step 0, "
-                f"{base_lr:g} at step {peak}, {self(self.total_steps - 1, base_lr):.3g} at step "
-                f"{self.total_steps - 1} (optimizer.schedule.name=constant keeps lr fixed)")
+        return (f"one-cycle: lr {self(0, base_lr):.3g} at step 0, up to {base_lr:g} (optimizer.lr) at step "
+                f"{peak}, down to {self(self.total_steps - 1, base_lr):.3g} at step {self.total_steps - 1}")
 
 
 # ------------------------------------------------------------------------------ optimizers

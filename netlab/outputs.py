@@ -31,6 +31,7 @@ def atomic_write(path, write) -> Path:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # as any file the user writes (mkstemp makes 0600)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -42,12 +43,24 @@ def atomic_write(path, write) -> Path:
     return path
 
 
+def _umask() -> int:
+    """This process's umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _refused(path: Path, exc: OSError) -> OutputError:
     error = OutputError(exc.errno, f"cannot write {path}: {exc.strerror or exc}. Files saved before are "
                                    f"intact (outputs are replaced atomically); free space or choose a "
                                    f"writable place and run again")
     error.filename = str(path)
     return error
+
+
+def write_text(path, text: str) -> Path:
+    """``text`` as UTF-8, atomically."""
+    return atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_json(path, obj) -> Path:
@@ -61,22 +74,43 @@ class RunFolder:
 
     A second run pointed at the same folder (two runs started in the same instant, or a
     copied ``hydra.run.dir``) is refused instead of interleaving ``metrics.csv``, and a folder
-    that already holds a run is never written over unless the run continues it. The lock is an
-    ``flock`` on ``.netlab.lock``: the kernel drops it when the process dies, even by kill -9.
+    that already holds a run is never written over unless the run continues it. Both checks
+    come before anything is written into the folder. The lock is an ``flock`` on
+    ``.netlab.lock``: the kernel drops it when the process dies, even by kill -9.
+
+    :meth:`claim` takes the folder early (the command line does, before Hydra writes its record
+    into it); a ``RunFolder`` entered later in the same process then adopts that lock.
     """
 
     HOLDS_A_RUN = ("results.json", "checkpoints/last.npz", "checkpoints/best.npz")
+    _held: dict = {}  # resolved folder -> the open lock file this process holds
 
     def __init__(self, path, continuing=None):
         self.path = Path(path)
         self.continuing = Path(continuing).expanduser().resolve() if continuing else None
         self._file = None
 
+    @classmethod
+    def claim(cls, path, continuing=None) -> None:
+        """Take ``path`` for this process now, with the checks of :meth:`__enter__`; the lock is
+        kept until a ``RunFolder`` of the same path is entered and left."""
+        folder = cls(path, continuing)
+        folder._keep = True
+        folder.__enter__()
+
     def __enter__(self) -> "RunFolder":
         import fcntl
 
         from .errors import ConfigError
 
+        key = self.path.resolve()
+        if key in self._held:  # claimed earlier by this process
+            self._file = self._held.pop(key)
+            return self
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"{self.path} is a file, not a folder; give the run a folder of its own "
+                              f"(hydra.run.dir=...)")
+        self._refuse_if_it_holds_a_run()
         self.path.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path / ".netlab.lock", "a+")
         try:
@@ -85,14 +119,27 @@ class RunFolder:
             self._file.close()
             raise ConfigError(f"another netlab run is writing into {self.path}; give this run its own "
                               f"folder (hydra.run.dir=...)") from None
-        held = [name for name in self.HOLDS_A_RUN if (self.path / name).exists()]
-        resumes_here = self.continuing is not None and self.path.resolve() in (self.continuing, self.continuing.parent.parent)
-        if held and not resumes_here:
+        try:
+            self._refuse_if_it_holds_a_run()  # it may have finished while this run waited for the lock
+        except ConfigError:
             self.__exit__()
+            raise
+        if self._keep:
+            self._held[key] = self._file
+        return self
+
+    _keep = False
+
+    def _refuse_if_it_holds_a_run(self) -> None:
+        from .errors import ConfigError
+
+        held = [name for name in self.HOLDS_A_RUN if (self.path / name).exists()]
+        resumes_here = self.continuing is not None and self.path.resolve() in (self.continuing,
+                                                                               self.continuing.parent.parent)
+        if held and not resumes_here:
             raise ConfigError(f"{self.path} already holds a run ({', '.join(held)}); netlab does not write over "
                               f"it. Choose another folder (hydra.run.dir=...), or continue that run with "
                               f"train.resume={self.path}")
-        return self
 
     def __exit__(self, *exc) -> None:
         if self._file is not None:

@@ -13,8 +13,13 @@ from .outputs import atomic_write  # noqa: E402
 
 def save(fig, path: Path) -> None:
     """Write ``fig`` as a PNG atomically (a crash never leaves half a picture), and free it."""
+    atomic_write(path, lambda f: save_to(fig, f))
+
+
+def save_to(fig, file) -> None:
+    """Write ``fig`` as a PNG into an open binary file, and free it."""
     try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+        fig.savefig(file, format="png", dpi=100)
     finally:
         plt.close(fig)
 
@@ -27,7 +32,8 @@ def curves(rows: list[dict], path: Path, title: str = "") -> None:
     save(curves_figure(rows, title), path)
 
 
-def curves_figure(rows: list[dict], title: str = ""):
+def curves_figure(rows: list[dict], title: str = "", mark: int | None = None):
+    """Loss and accuracy curves; ``mark`` draws a line at that step (a checkpoint's)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for split, color in COLORS.items():
         pts = [r for r in rows if r["split"] == split]
@@ -42,6 +48,8 @@ def curves_figure(rows: list[dict], title: str = ""):
     if accs:  # every point shown, the early ones included
         ax_acc.set_ylim(max(0.0, min(accs) - 1), 100)
     for ax in (ax_loss, ax_acc):
+        if mark is not None:
+            ax.axvline(mark, color="grey", linestyle=":", label=f"step {mark}")
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

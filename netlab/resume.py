@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from . import checkpoint, metrics
 from .config import flatten
 from .errors import CheckpointError
-from .saved import embedded_config, load_weights
+from .saved import LATEST, embedded_config, latest_run, load_weights
 
 log = logging.getLogger("netlab.train")
 
@@ -69,7 +70,7 @@ def restore(trainer, ck: checkpoint.Checkpoint) -> None:
 def resume(trainer, path) -> None:
     """Continue ``trainer`` (not yet fitted) from the checkpoint at ``path`` (a run folder or a
     .npz file), refusing a checkpoint whose pinned settings differ from the trainer's."""
-    path = checkpoint.resolve(path)
+    path = checkpoint.resolve(run_folder(path) if str(path) == LATEST else path)
     ck = checkpoint.read(path)
     changed = pinned_changes(embedded_config(ck, str(path)), trainer.cfg)
     if changed:
@@ -85,6 +86,51 @@ def resume(trainer, path) -> None:
     trainer.resumed_from = path
     log.info("resumed from %s at step %d (epoch %d, batch %d)", path, trainer.at.step, trainer.at.epoch,
              trainer.at.batch)
+
+
+def run_folder(spec) -> Path:
+    """The run folder that ``train.resume=spec`` continues: ``spec`` itself (a run folder), the
+    folder of a checkpoint file (``RUN/checkpoints/last.npz``), or ``latest``: the newest run
+    under ``outputs/`` that has a checkpoint to continue from."""
+    if str(spec) == LATEST:
+        return latest_run(finished=False)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        folder = checkpoint.run_dir(path)
+        if folder is None:
+            raise CheckpointError(f"train.resume={spec}: a checkpoint file continues in its run folder "
+                                  f"(RUN/checkpoints/NAME.npz); this one is not in one. Give hydra.run.dir= "
+                                  f"for the continued run's outputs")
+        return folder
+    if not (path / "checkpoints" / "last.npz").is_file():
+        raise CheckpointError(f"train.resume={spec}: no run to continue there (no checkpoints/last.npz); give a "
+                              f"run folder such as outputs/DATE/TIME, or train.resume=latest")
+    return path
+
+
+def continued_overrides(folder: Path, given: list[str]) -> list[str]:
+    """The overrides that start the run in ``folder`` again as it was started (its recorded
+    ``.hydra/overrides.yaml``), followed by ``given`` (this command's, ``train.resume=`` among
+    them), which replace the recorded ones of the same key. Settings that a resumed run may not
+    change are then refused by :func:`resume` with the difference named."""
+    recorded_file = folder / ".hydra" / "overrides.yaml"
+    recorded = []
+    if recorded_file.is_file():
+        data = checkpoint.plain_yaml(recorded_file.read_text(), f"{recorded_file}")
+        if not isinstance(data, list) or not all(isinstance(o, str) for o in data):
+            raise CheckpointError(f"{recorded_file} is not a list of overrides; it is damaged")
+        recorded = data
+    elif not (folder / "checkpoints" / "last.npz").is_file():
+        raise CheckpointError(f"{folder} holds no run to continue")
+    given_keys = {_key(o) for o in given}
+    kept = [o for o in recorded if _key(o) not in given_keys and not _key(o).startswith(("hydra.", "hydra/"))
+            and _key(o) != "train.resume"]
+    return kept + list(given)
+
+
+def _key(override: str) -> str:
+    """The key or group an override sets: ``+train.x=1`` -> ``train.x``, ``optimizer=sgd`` -> ``optimizer``."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def start_from(model, model_name: str, path) -> None:

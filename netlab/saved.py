@@ -11,14 +11,18 @@ a refusal; a model is never fed images normalised by a guess.
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import backend, checkpoint, models
+from . import backend, checkpoint, metrics, models
 from .config import Config, DataConfig, ModelConfig, SavedModelConfig, validate
 from .data.datasets import DATASETS
 from .errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,7 @@ class SavedModel:
     path: Path          # the file the weights came from
     step: int | None    # the training step they are from, when the file says
     xp: object
+    history: list | None = None  # the metrics rows of the run up to that step (a checkpoint's), else None
 
     @property
     def run_dir(self) -> Path | None:
@@ -46,6 +51,11 @@ class SavedModel:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.config.model.input_shape)
 
+    def accuracy(self, split: str = "test") -> float | None:
+        """The ``split`` accuracy of these weights, measured when they were saved (a checkpoint's)."""
+        rows = [r for r in self.history or () if r["step"] == self.step and r["split"] == split]
+        return rows[-1]["accuracy"] if rows else None
+
 
 def embedded_config(ck: checkpoint.Checkpoint, where: str) -> Config:
     """The validated config that a checkpoint embeds (its YAML read as data, then checked)."""
@@ -55,9 +65,30 @@ def embedded_config(ck: checkpoint.Checkpoint, where: str) -> Config:
         raise CheckpointError(f"{where}: its embedded config is invalid: {exc}") from None
 
 
+LATEST = "latest"
+OUTPUTS = Path("outputs")  # where runs go by default (conf/config.yaml's hydra.run.dir)
+
+
+def latest_run(finished: bool = True, root: Path = OUTPUTS) -> Path:
+    """The newest run folder under ``root`` (``outputs/DATE/TIME``): finished (it has
+    ``results.json``) or, with ``finished=False``, any that has a checkpoint to continue from."""
+    marker = "results.json" if finished else "checkpoints/last.npz"
+    runs = [p for p in root.glob(f"*/*/{marker}") if p.is_file()] if root.is_dir() else []
+    if not runs:
+        what = "finished run (with results.json)" if finished else "run with a checkpoint"
+        raise CheckpointError(f"latest: no {what} under {root.resolve()}; run from the folder that holds "
+                              f"outputs/, or name the run folder")
+    newest = max(runs, key=lambda p: (p.stat().st_mtime, str(p)))
+    folder = newest.parent if finished else newest.parent.parent
+    log.info("latest: %s", folder)
+    print(f"netlab: latest is {folder}", file=sys.stderr, flush=True)
+    return folder
+
+
 def resolve(path, which: str = "best") -> Path:
-    """The weights file that ``path`` names: the file itself, or a run folder's ``which`` checkpoint."""
-    return checkpoint.resolve(path, which)
+    """The weights file that ``path`` names: the file itself, a run folder's ``which`` checkpoint,
+    or ``latest``: the newest finished run under ``outputs/``."""
+    return checkpoint.resolve(latest_run() if str(path) == LATEST else path, which)
 
 
 def is_safetensors(path) -> bool:
@@ -106,7 +137,8 @@ def load(path, xp=None, which: str = "best", model: ModelConfig | None = None, m
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the model {cfg.model.name!r} ({exc})") from None
     step = meta.get("step", meta.get("checkpoint_step"))
-    return SavedModel(built.to(xp).eval(), cfg, mean, std, path, None if step is None else int(step), xp)
+    history = metrics.MetricsLog.from_columns(meta["checkpoint"].metrics).rows if "checkpoint" in meta else None
+    return SavedModel(built.to(xp).eval(), cfg, mean, std, path, None if step is None else int(step), xp, history)
 
 
 def open_for(cfg: SavedModelConfig) -> SavedModel:

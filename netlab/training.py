@@ -109,6 +109,9 @@ class Trainer:
     def fit(self) -> dict:
         """Train to the end (or until a callback stops the run) and return the results (also in
         ``results.json``)."""
+        if self.at.step >= self.total_steps:
+            raise NetlabError(f"nothing to train: the run already reached step {self.at.step} of "
+                              f"{self.total_steps}, its last (it finished)")
         with RunFolder(self.out, continuing=self.resumed_from):
             self._started = time.perf_counter()
             failed = True
@@ -194,7 +197,7 @@ class Trainer:
             return f"interrupted at step {self.at.step}, before the first checkpoint; nothing to resume from"
         step = checkpoint.read(kept).counters["step"]
         return (f"interrupted at step {self.at.step} of {self.total_steps}; the last checkpoint is from step "
-                f"{step}: continue with train.resume={self.out}")
+                f"{step}: continue with python -m netlab.train train.resume={self.out}")
 
     def elapsed(self) -> float:
         """Wall time of the run so far, across resumes."""
@@ -215,8 +218,6 @@ class Trainer:
         """The results of the run (also ``results.json``), with its curves (``curves.png``)."""
         cfg, at = self.cfg, self.at
         last = self.log.at(at.step)
-        if not last:
-            raise NetlabError(f"nothing to train: the run already reached step {at.step}")
         results = {
             **{f"{split}_{k}": last[split][k] for split in ("test", "val", "train") for k in ("accuracy", "loss")},
             "best_val_accuracy": self.best_val, "best_step": at.best_step,

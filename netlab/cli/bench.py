@@ -276,7 +276,7 @@ def bench(raw: DictConfig) -> dict:
     return report
 
 
-@command
+@command(BenchConfig)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="bench")
 def main(cfg: DictConfig) -> None:
     bench(cfg)

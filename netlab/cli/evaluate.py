@@ -62,7 +62,7 @@ def report(result, classes, matrix) -> str:
     return "\n".join(lines)
 
 
-@command
+@command(EvaluateConfig)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)

@@ -16,6 +16,8 @@ import errno
 import functools
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -102,22 +104,117 @@ class SweepReport(Callback):
                  f"python -m netlab.summarize {root} shows them all", EXIT_BAD_INPUT)
 
 
-def command(hydra_main):
-    """Wrap a ``@hydra.main`` function so that Hydra's own refusals of the config (reported
-    before the task starts, with Hydra's exit status 1) exit with :data:`EXIT_BAD_INPUT`
-    like every other bad input; a crash inside the task keeps status 1."""
+def command(schema=None):
+    """Wrap a ``@hydra.main`` function so that Hydra's own refusals of the command line (an
+    unknown option or key, a wrong type, an override it cannot parse), raised before the task
+    starts, are one ``netlab: error:`` paragraph with the valid choices or the nearest key, and
+    exit status 2 like every other bad input; a crash inside the task keeps status 1 and its
+    traceback. ``schema`` is the command's config dataclass (for the nearest key)."""
 
-    @functools.wraps(hydra_main)
-    def run(*args, **kwargs):
-        _State.task_started = False
-        try:
-            return hydra_main(*args, **kwargs)
-        except SystemExit as exc:
-            if exc.code == 1 and not _State.task_started:
-                raise SystemExit(EXIT_BAD_INPUT) from None
-            raise
+    def wrap(hydra_main):
+        @functools.wraps(hydra_main)
+        def run(*args, **kwargs):
+            _State.task_started = False
+            _check_flags()
+            before = os.environ.get("HYDRA_FULL_ERROR")
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report
+            try:
+                return hydra_main(*args, **kwargs)
+            except SystemExit as exc:
+                if exc.code == 1 and not _State.task_started:
+                    raise SystemExit(EXIT_BAD_INPUT) from None
+                raise
+            except Exception as exc:
+                if _State.task_started:
+                    raise
+                fail(hydra_refusal(exc, schema), EXIT_BAD_INPUT)
+            finally:
+                if before is None:
+                    os.environ.pop("HYDRA_FULL_ERROR", None)
+                else:
+                    os.environ["HYDRA_FULL_ERROR"] = before
 
-    return run
+        return run
+
+    return wrap
+
+
+def _check_flags() -> None:
+    """The command line's flags as Hydra's argument parser reads them, a mistake said in one
+    paragraph (argparse would print its usage text instead)."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def refuse(message):
+        fail(f"{message}; overrides are key=value, flags (--help, --cfg job, -m, --config-dir DIR) "
+             f"come first", EXIT_BAD_INPUT)
+
+    parser.error = refuse
+    parser.parse_args(sys.argv[1:])
+
+
+def hydra_refusal(exc: Exception, schema=None) -> str:
+    """What Hydra refused, in netlab's words: the option and its choices, the key and the nearest
+    known one, the value and the type it must have, or the override it could not read."""
+    text, cause = str(exc), exc.__cause__
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'\s+Available options in '[^']+':\s+(.*?)"
+                        r"(?:\nConfig search path|$)", text, re.S)
+    if missing:
+        group, option, choices = missing.groups()
+        return f"unknown option {group}={option}; choose one of: {', '.join(choices.split())}"
+    unknown = re.match(r"Could not override '([^']+)'", text)
+    if unknown:
+        return unknown_key(unknown.group(1), schema)
+    merging = re.match(r"Error merging override (.+)", text)
+    if merging:
+        override, reason = merging.group(1), _first_line(cause) if cause else ""
+        key, _, value = override.partition("=")
+        not_optional = re.match(r"field '([^']+)' is not Optional", reason)
+        if not_optional:
+            return f"{override}: {key.lstrip('+~')} needs a value; it cannot be null"
+        if re.match(r"Value '.*' is not a valid bool", reason):
+            return f"{override}: {key.lstrip('+~')} must be true or false, not {value!r}"
+        convert = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", reason)
+        if convert:
+            kind = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}.get(convert.group(2),
+                                                                                              convert.group(2))
+            return f"{override}: {key.lstrip('+~')} must be {kind}, not {convert.group(1)!r}"
+        return f"cannot apply {override}: {reason or text}"
+    composing = re.match(r"In '([^']+)': \w+ raised while composing config:\s*(.+)", text, re.S)
+    if composing:
+        where, reason = composing.group(1), _first_line(composing.group(2)).split(" value: ")[0]
+        hint = (" (a list is written one '- ' entry per line: a model file's layers are a list, "
+                "'- conv: {out: 16, kernel: 5}')" if "ListConfig" in reason else "")
+        return f"the config file {where}.yaml does not fit netlab's schema: {reason}{hint}"
+    parse = re.match(r"(\w+Exception): (.+?)\n( *)\^", text)
+    if parse:
+        line, where = parse.group(2), len(parse.group(3)) - len(parse.group(1)) - 2
+        bad = line[where] if 0 <= where < len(line) else ""
+        hint = f" at {bad!r} (character {where + 1})" if bad else ""
+        return (f"cannot read the override {line!r}{hint}: Hydra's grammar takes letters, digits and a few "
+                f"symbols unquoted; quote the value inside the override, e.g. \"key='my value'\"")
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(
+        ("full_key:", "object_type=", "reference_type=", "provider=", "Config search path", "See https",
+         "Set the environment variable"))]
+    return " ".join(kept) or type(exc).__name__
+
+
+def unknown_key(key: str, schema=None) -> str:
+    """``unknown setting KEY`` with the nearest key the command knows."""
+    import difflib
+
+    from ..config import schema_keys
+
+    key = key.lstrip("+~")
+    known = schema_keys(schema) if schema is not None else []
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"unknown setting {key}" + (f"; did you mean {close[0]}?" if close else
+                                       "; python -m netlab.<command> --help lists every key")
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _hydra_verbose() -> bool:

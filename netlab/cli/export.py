@@ -59,7 +59,7 @@ def _verify(cfg, model, mean, std, run_cfg, out: Path) -> dict:
     return onnx.agreement(out, model, mean, std, backend.to_numpy(splits.test_x), backend.to_numpy(splits.test_y))
 
 
-@command
+@command(ExportConfig)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="export")
 def main(cfg: DictConfig) -> None:
     export(cfg)

@@ -73,28 +73,45 @@ def _train_keys() -> list[str]:
     return keys + key_lines(schema.Config, "", ("seed", "debug"))
 
 
-# command -> (what it does, the keys it takes)
+TRAIN_GROUPS = ("backend", "data", "model", "optimizer", "logger", "experiment", "sweep")
+SAVED_GROUPS = ("backend", "model")  # model=NAME: the model file of weights that do not say theirs
+
+# command -> (what it does, the keys it takes, its config groups)
 COMMANDS = {
-    "train": ("train one model; -m sweeps", _train_keys),
+    "train": ("train one model; -m sweeps", _train_keys, TRAIN_GROUPS),
     "evaluate": ("test loss and accuracy, per-class accuracy and confusion matrix of a trained model",
-                 lambda: key_lines(schema.EvaluateConfig, "", skip=("model",))),
+                 lambda: key_lines(schema.EvaluateConfig, "", skip=("model",)), SAVED_GROUPS),
     "predict": ("the class and probabilities a trained model gives your own images",
-                lambda: key_lines(schema.PredictConfig, "", skip=("model",))),
+                lambda: key_lines(schema.PredictConfig, "", skip=("model",)), SAVED_GROUPS),
     "export": ("a trained model as an ONNX graph or safetensors weights",
-               lambda: key_lines(schema.ExportConfig, "", skip=("model",))),
+               lambda: key_lines(schema.ExportConfig, "", skip=("model",)), SAVED_GROUPS),
     "serve": ("the draw-a-digit page of a trained model, in your browser",
-              lambda: key_lines(schema.ServeConfig, "", skip=("model",))),
+              lambda: key_lines(schema.ServeConfig, "", skip=("model",)), SAVED_GROUPS),
     "bench": ("training throughput of netlab beside PyTorch on the same net, batch and threads",
-              lambda: key_lines(schema.BenchConfig, "", skip=("model",))),
+              lambda: key_lines(schema.BenchConfig, "", skip=("model",)), SAVED_GROUPS),
 }
+
+
+def group_lines(groups) -> list[str]:
+    """``group: option, option, ...`` for each config group, its options from the ConfigStore
+    (the schema's groups) and from ``conf/`` (model files and presets)."""
+    cs, lines = ConfigStore.instance(), []
+    for group in groups:
+        options = {p.stem for p in (schema.CONF_DIR / group).glob("*.yaml")}
+        try:
+            options |= {name.removesuffix(".yaml") for name in cs.list(group)}
+        except (OSError, KeyError, ValueError, AttributeError):  # not a stored group
+            pass
+        lines.append(f"{group}: {', '.join(sorted(options))}")
+    return lines
 
 
 def template(command: str) -> str:
     """The text of ``python -m netlab.COMMAND --help``."""
-    what, keys = COMMANDS[command]
+    what, keys, groups = COMMANDS[command]
     return "\n".join([
         f"netlab-{command} (python -m netlab.{command}): {what}.", "",
-        "== Groups (group=option) ==", "$APP_CONFIG_GROUPS", "",
+        "== Groups (group=option) ==", *group_lines(groups), "",
         "== Keys (key=value) ==", *(k.replace("$", "$$") for k in keys()), "",  # $ is the template's
         "== This run's config ==", "$CONFIG",
         "Exit status: 0 done, 2 bad input, 130 interrupted, 1 a crash (a bug). See README.md.",

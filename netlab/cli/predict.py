@@ -70,7 +70,7 @@ def predict(raw: DictConfig) -> list[dict]:
     return answers
 
 
-@command
+@command(PredictConfig)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)

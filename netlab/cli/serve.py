@@ -67,7 +67,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-@command
+@command(ServeConfig)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="serve")
 def main(cfg: DictConfig) -> None:
     serve(cfg)

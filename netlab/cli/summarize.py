@@ -116,24 +116,47 @@ def markdown(rows: list[dict], common=(), unfinished=()) -> str:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    save(comparison_figure(rows, title), path)
+
+
+def comparison_figure(rows: list[dict], title: str):
+    """The validation accuracy curves of every run, overlaid."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    lows = []
+    shown = []
     for r in rows:
         steps, accs = zip(*r["curve"]) if r["curve"] else ((), ())
         ax.plot(steps, [100 * a for a in accs], marker=".", label=r["overrides"])
-        lows += [100 * a for a in accs[len(accs) // 2:]]
-    if lows:
-        ax.set_ylim(max(0, min(lows) - 1), 100)
+        shown += [100 * a for a in accs]
+    if shown:  # every point of every curve, the early ones included
+        ax.set_ylim(max(0, min(shown) - 1), min(100, max(shown) + 1))
     ax.set(xlabel="iteration", ylabel="validation accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save(fig, path)
+    return fig
+
+
+def study_name(root: Path) -> str:
+    """What the sweep in ``root`` studied: its experiment preset (``study_lr``), else the keys it
+    swept, read from Hydra's ``multirun.yaml``; the folder's name if that cannot be read."""
+    try:
+        record = yaml.safe_load((root / "multirun.yaml").read_text())
+        hydra = record["hydra"]
+        experiment = (hydra.get("runtime") or {}).get("choices", {}).get("experiment")
+        if experiment:
+            return str(experiment)
+        swept = [str(o).split("=", 1)[0] for o in (hydra.get("overrides") or {}).get("task", [])
+                 if "," in str(o).split("=", 1)[-1]]
+        if swept:
+            return "sweep of " + ", ".join(swept)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        pass
+    return root.name
 
 
 def summarize(root: Path, title: str | None = None):
@@ -152,7 +175,7 @@ def summarize(root: Path, title: str | None = None):
 
     atomic_write(root / "summary.csv", write_csv)
     atomic_write(root / "summary.md", lambda f: f.write(text.encode()))
-    plot(rows, root / "comparison.png", title or root.name)
+    plot(rows, root / "comparison.png", title or f"{study_name(root)}: validation accuracy")
     return rows, common, unfinished
 
 

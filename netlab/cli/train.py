@@ -10,12 +10,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ..config import validate
+from ..config import Config
 from ..errors import NetlabError
 from ..outputs import discard_if_bare, output_dir
 from ..training import Trainer
 from . import CONF
 from .exits import command, user_errors
+from .guard import run_config
 
 
 @user_errors
@@ -24,7 +25,7 @@ def train(cfg: DictConfig) -> float:
     (what sweepers optimise)."""
     out = output_dir()
     try:
-        checked = validate(cfg)
+        checked = run_config(cfg, list(HydraConfig.get().overrides.task))
         trainer = Trainer(checked, out)
         if checked.train.resume:
             trainer.load(checked.train.resume)
@@ -35,7 +36,7 @@ def train(cfg: DictConfig) -> float:
         raise
 
 
-@command
+@command(Config)
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def main(cfg: DictConfig) -> float:
     return train(cfg)

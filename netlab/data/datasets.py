@@ -59,7 +59,7 @@ for _spec in (
 
 
 def load_split(spec: DatasetSpec, root: Path, split: str, verify: bool,
-               official: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               official: bool = False, differing: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, H, W) uint8 and labels (N,) int64 of ``split``, validated.
 
     Headers are read first: the counts must agree and the sizes be plausible before any file
@@ -94,8 +94,11 @@ def load_split(spec: DatasetSpec, root: Path, split: str, verify: bool,
                 raise DataError(f"{path}: this file in netlab's download cache does not match the official "
                                 f"{spec.name} file (SHA-256 mismatch), so it is damaged; delete it and it will be "
                                 f"downloaded again")
-            log.warning("%s differs from the official %s file (SHA-256); using it as your own data",
-                        path, spec.name)
+            if differing is None:
+                log.warning("%s differs from the official %s file (SHA-256); using it as your own data",
+                            path, spec.name)
+            else:  # the caller says it once for all the files it reads
+                differing.append(path.name)
         arrays.append(parse(data, str(path), ndim))
     images, labels = arrays
     if labels.size and labels.max() >= len(spec.classes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from .augment import Augment
 from .datasets import DATASETS, load_split
 from .download import cache_dir, locate
 from ..errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def normalize(x, mean: float, std: float):
@@ -44,8 +47,12 @@ def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, se
     spec = DATASETS.lookup(dataset)
     folder = locate(spec, Path(root) if root else None, download)
     official = folder.expanduser().resolve() == cache_dir(spec.name).expanduser().resolve()
-    train_images, train_labels = load_split(spec, folder, "train", verify, official)
-    test_images, test_labels = load_split(spec, folder, "test", verify, official)
+    differing: list[str] = []
+    train_images, train_labels = load_split(spec, folder, "train", verify, official, differing)
+    test_images, test_labels = load_split(spec, folder, "test", verify, official, differing)
+    if differing:
+        log.warning("%s: %d of its files differ from the official %s files; used as your own data "
+                    "(data.verify=false skips the check)", folder, len(differing), spec.name)
     if train_images.shape[1:] != test_images.shape[1:]:
         raise DataError(f"{folder}: training images are {train_images.shape[1:]} pixels but test images "
                         f"{test_images.shape[1:]}; both splits must have one size")

@@ -31,6 +31,9 @@ class Linear(Module):
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={'bias' in self.params}"
 
+    def settings(self):
+        return f"{self.in_features} -> {self.out_features}" + ("" if "bias" in self.params else ", no bias")
+
     def forward(self, x):
         self.x = x
         y = x @ self.xp.matrix_transpose(self.params["weight"])
@@ -111,6 +114,10 @@ class Conv2d(Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={'bias' in self.params}")
 
+    def settings(self):
+        return (f"{self.in_channels} -> {self.out_channels}, {_window_words(self.kernel_size, self.stride, (1, 1), self.padding)}"
+                + ("" if "bias" in self.params else ", no bias") + f" ({self.impl.__name__.rsplit('.', 1)[-1]})")
+
     def forward(self, x):
         y, cache = self.impl.forward(self, x)
         self.saved = (self.impl, cache)  # backward must be the same algorithm's
@@ -119,6 +126,16 @@ class Conv2d(Module):
     def backward(self, dy, input_grad: bool = True):
         impl, cache = self.saved
         return impl.backward(self, cache, dy, input_grad)
+
+
+def _window_words(kernel, stride, usual_stride, padding) -> str:
+    """``5x5, stride 2, padding 2``, leaving out what is usual."""
+    words = ["x".join(map(str, kernel))]
+    if tuple(stride) != tuple(usual_stride):
+        words.append(f"stride {'x'.join(map(str, stride)) if stride[0] != stride[1] else stride[0]}")
+    if any(padding):
+        words.append(f"padding {'x'.join(map(str, padding)) if padding[0] != padding[1] else padding[0]}")
+    return ", ".join(words)
 
 
 class _Pool2d(Module):
@@ -132,6 +149,9 @@ class _Pool2d(Module):
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def settings(self):
+        return _window_words(self.kernel_size, self.stride, self.kernel_size, self.padding)
 
     def _windows(self, x, value=0.0):
         """x (N, C, H, W) -> [(i, j, view)], the strided view of the padded batch-last input that
@@ -281,6 +301,9 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def settings(self):
+        return f"{self.num_features} features"
 
     def _rows(self, x):
         """x -> (C, M) with M = everything but the channel axis, and what undoes it."""

@@ -92,6 +92,10 @@ class Module:
     def extra_repr(self) -> str:
         return ""
 
+    def settings(self) -> str:
+        """The layer's settings in a few words, for a model summary (default: its repr's)."""
+        return self.extra_repr()
+
 
 def _is_float(a) -> bool:
     """Whether ``a`` holds real floats, read from its dtype (no copy, whatever its library)."""

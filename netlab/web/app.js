@@ -14,6 +14,7 @@ function clearPad() {
   showBars(null);
   drawInput(null);
   document.getElementById("layers").innerHTML = "";
+  for (const id of ["says-hint", "maps-hint"]) document.getElementById(id).hidden = false;
 }
 
 function position(event) {
@@ -73,6 +74,7 @@ function ask() {
 }
 
 function show(answer) {
+  for (const id of ["says-hint", "maps-hint"]) document.getElementById(id).hidden = true;
   document.getElementById("predicted").textContent = answer.class;
   showBars(answer.probabilities);
   drawInput(answer.input);
@@ -144,7 +146,8 @@ function drawInput(rows) {
 
 fetch("/api/info").then((r) => r.json()).then((i) => {
   info = i;
-  const accuracy = i.test_accuracy == null ? "" : `, ${(100 * i.test_accuracy).toFixed(2)}% test accuracy`;
+  const accuracy = i.test_accuracy == null ? "" :
+    `, ${(100 * i.test_accuracy).toFixed(2)}% test accuracy (${i.checkpoint}, step ${i.step})`;
   document.getElementById("model-info").textContent =
     `${i.model} on ${i.dataset}: ${i.parameters.toLocaleString()} parameters${accuracy}`;
   document.getElementById("layer-list").textContent = i.layers.map((l, n) => `(${n}) ${l}`).join("\n");

@@ -13,7 +13,6 @@ Endpoints:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import NetlabError
@@ -32,13 +31,13 @@ def make_app(predictor: Predictor):
     from starlette.routing import Route
 
     trained = predictor.trained
-    run_cfg, model, run_dir = trained.config, trained.model, trained.run_dir
-    results = _read_json(run_dir / "results.json") if run_dir else {}
+    run_cfg, model = trained.config, trained.model
+    # one accuracy on the whole page: the served checkpoint's, in the header and on the curves
+    curves_png = _curves(trained) if trained.history else None
     info = {"model": run_cfg.model.name, "layers": [repr(layer) for layer in model], "classes": predictor.classes,
             "dataset": run_cfg.data.name, "parameters": model.num_parameters(),
-            "test_accuracy": results.get("test_accuracy_at_best_step", results.get("test_accuracy")),
-            "curves": bool(run_dir and (run_dir / "curves.png").is_file()),
-            "max_upload_bytes": MAX_UPLOAD_BYTES}
+            "test_accuracy": trained.accuracy("test"), "step": trained.step, "checkpoint": trained.path.name,
+            "curves": curves_png is not None, "max_upload_bytes": MAX_UPLOAD_BYTES}
 
     async def page(request: Request):
         return HTMLResponse((WEB / "index.html").read_text())
@@ -53,9 +52,9 @@ def make_app(predictor: Predictor):
         return JSONResponse(info)
 
     async def curves(request: Request):
-        if not info["curves"]:
-            raise HTTPException(404, "this model has no training curves (it was not given as a run folder)")
-        return FileResponse(run_dir / "curves.png", media_type="image/png")
+        if curves_png is None:
+            raise HTTPException(404, "this model has no training curves (its file holds no metrics)")
+        return Response(curves_png, media_type="image/png")
 
     async def predict(request: Request):
         declared = request.headers.get("content-length")
@@ -85,9 +84,16 @@ def make_app(predictor: Predictor):
     return Starlette(routes=routes, exception_handlers={HTTPException: on_http_error})
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
+def _curves(trained) -> bytes:
+    """The run's curves up to the served checkpoint, titled with its test accuracy, as a PNG."""
+    import io
+
+    from ..plots import curves_figure, save_to
+
+    acc = trained.accuracy("test")
+    title = (f"{trained.config.model.name}: {trained.path.stem} checkpoint, step {trained.step}"
+             + (f", test accuracy {100 * acc:.2f}%" if acc is not None else ""))
+    fig = curves_figure(trained.history, title, mark=trained.step)
+    buffer = io.BytesIO()
+    save_to(fig, buffer)
+    return buffer.getvalue()
