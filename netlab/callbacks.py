@@ -189,7 +189,7 @@ class ConsoleLog(Callback):
         log.info("%s, %s", cfg.optimizer.name, trainer.opt.schedule.describe(trainer.opt.base_lr))
         for line in str(models.summary(trainer.model, cfg.model.input_shape)).splitlines():
             log.info("  %s", line)
-        self.l2 = cfg.optimizer.weight_decay > 0
+        self.l2 = cfg.optimizer.weight_decay > 0 and not trainer.opt.DECOUPLED  # AdamW's decay is no loss term
         self.header = ("   step  epoch  " + "  ".join(f"{s + ' loss/acc':<15}" for s in ("train", "val", "test"))
                        + ("  reg loss" if self.l2 else "") + "  lr        img/s     left")
         log.info(self.header)

@@ -29,7 +29,7 @@ import yaml
 
 from . import backend
 from .errors import CheckpointError
-from .metrics import COLUMNS
+from .metrics import COLUMNS, SPLITS
 from .outputs import atomic_write
 
 FORMAT = 1
@@ -76,7 +76,7 @@ class Checkpoint:
         f = _Fields(st, where)
         names = sorted({k[len(RNG):].rsplit(".", 1)[0] for k in st if k.startswith(RNG)})
         return cls(
-            model=f.arrays(MODEL), optimizer=f.arrays(OPTIM),
+            model=f.arrays(MODEL, counts=("num_batches_tracked",)), optimizer=f.arrays(OPTIM, counts=("steps",)),
             rngs={n: {"seed": f.integer(f"{RNG}{n}.seed"), "counter": f.integer(f"{RNG}{n}.counter")} for n in names},
             counters={k: f.integer(k) for k in COUNTERS},
             running={"loss": f.number("run_loss"), "correct": f.number("run_correct"), "count": f.integer("run_count")},
@@ -122,21 +122,39 @@ class _Fields:
             raise self._bad(key, f"text of at most {MAX_CONFIG_CHARS:,} characters")
         return str(a)
 
-    def arrays(self, prefix) -> dict:
+    def arrays(self, prefix, counts=()) -> dict:
+        """The arrays under ``prefix``: floats (weights, optimizer state), except the keys ending
+        in one of ``counts``, which are integers >= 0 (batch-norm's count, the optimizer's steps):
+        an integer weight would be cast silently and trained on."""
         out = _prefixed(self.st, prefix)
         for key, a in out.items():
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            if key.endswith(counts):
+                if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
+                    raise self._bad(prefix + key, "an integer >= 0")
+                continue
+            if a.dtype.kind != "f":
+                raise self._bad(prefix + key, f"floating-point numbers, not {a.dtype}")
+            if not np.all(np.isfinite(a)):
                 raise CheckpointError(f"{self.where}: {prefix}{key} holds NaN or infinite values, so its weights "
                                       f"or optimizer state are unusable; resume from an earlier checkpoint")
-            if a.dtype.kind not in "iuf":
-                raise self._bad(prefix + key, "numbers")
         return out
 
     def columns(self, prefix, names) -> dict:
+        """The metrics log: equal-length columns, ``split`` text among the splits, ``step`` integers
+        >= 0, every other column finite numbers."""
         cols = {c: self._get(prefix + c) for c in names}
         lengths = {a.shape for a in cols.values()}
         if len(lengths) != 1 or len(next(iter(lengths))) != 1:
             raise self._bad(prefix + "*", "columns of one dimension and equal length")
+        for c, a in cols.items():
+            if c == "split":
+                if a.dtype.kind != "U" or not set(a.tolist()) <= set(SPLITS):
+                    raise self._bad(prefix + c, f"text among {', '.join(SPLITS)}")
+            elif c == "step":
+                if a.dtype.kind not in "iu" or (a.size and a.min() < 0):
+                    raise self._bad(prefix + c, "integers >= 0")
+            elif a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+                raise self._bad(prefix + c, "finite numbers")
         return {c: list(a) for c, a in cols.items()}
 
 

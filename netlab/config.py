@@ -211,6 +211,7 @@ class OptimizerConfig(Checked):
     name: str = MISSING        # chosen with optimizer=sgd, momentum, adam, adagrad or rmsprop
     lr: float = setting(MISSING, POSITIVE)  # the learning rate; with the one-cycle schedule, its peak
     weight_decay: float = setting(0.0, NON_NEGATIVE)  # L2: weight_decay * p is added to the gradient
+    clip_norm: Optional[float] = setting(None, POSITIVE)  # scale the gradients down to this global norm when above it
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def check(self):
@@ -254,6 +255,14 @@ class AdamConfig(OptimizerConfig):
 
 
 @dataclass
+class AdamWConfig(AdamConfig):
+    """Adam with decoupled weight decay: each step multiplies the weights by 1 - lr * weight_decay."""
+
+    name: str = "adamw"
+    weight_decay: float = setting(0.01, NON_NEGATIVE)  # decoupled: shrinks the weights, not added to the gradient
+
+
+@dataclass
 class AdagradConfig(OptimizerConfig):
     name: str = "adagrad"
     lr: float = setting(0.01, POSITIVE)
@@ -270,7 +279,8 @@ class RMSpropConfig(OptimizerConfig):
 
 
 # optimizer name -> its schema (optim.OPTIMIZERS has a class for each)
-OPTIMIZER_CONFIGS = {c.name: c for c in (SGDConfig, MomentumConfig, AdamConfig, AdagradConfig, RMSpropConfig)}
+OPTIMIZER_CONFIGS = {c.name: c for c in (SGDConfig, MomentumConfig, AdamConfig, AdamWConfig, AdagradConfig,
+                                          RMSpropConfig)}
 
 
 @dataclass
@@ -285,6 +295,7 @@ class TrainConfig(Checked):
     resume: Optional[str] = None  # a run directory or a checkpoint .npz to continue from
     init_from: Optional[str] = None  # start from these weights (a safetensors file, a run's best or a .npz)
     patience: int = setting(0, count(0))  # stop after this many evaluations without a better val accuracy; 0: off
+    label_smoothing: float = setting(0.0, between(0.0, 1.0, high_open=True))  # training targets: 1 - s + s/K and s/K
     progress: bool = True         # a progress bar on a terminal (plain log lines otherwise)
 
     def check(self):
@@ -292,14 +303,26 @@ class TrainConfig(Checked):
             self.refuse("init_from", "unset when resuming (train.resume)", self.init_from)
 
 
-@dataclass
-class CsvConfig:
-    file: str = "metrics.csv"   # in the run folder; netlab.summarize reads it
+def _plain_name(value) -> bool:
+    """A file or folder name inside the run folder: no path, nothing the run keeps for itself."""
+    return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+            and value not in ("checkpoints", ".hydra", "results.json", "curves.png", "train.log", ".netlab.lock",
+                              "failure.json"))
+
+
+PLAIN_NAME = Rule(_plain_name, "a plain name inside the run folder (no '/', not one of the run's own files)")
 
 
 @dataclass
-class TensorBoardConfig:
-    dir: str = "tensorboard"    # event files, in the run folder: tensorboard --logdir RUN/tensorboard
+class CsvConfig(Checked):
+    KEY = "logger.csv"
+    file: str = setting("metrics.csv", PLAIN_NAME)  # in the run folder; netlab.summarize reads metrics.csv
+
+
+@dataclass
+class TensorBoardConfig(Checked):
+    KEY = "logger.tensorboard"
+    dir: str = setting("tensorboard", PLAIN_NAME)  # event files, in the run folder: tensorboard --logdir RUN/tensorboard
 
 
 @dataclass
@@ -334,6 +357,33 @@ class Config(Checked):
         if self.model.num_classes != classes:
             self.refuse("model.num_classes", f"{classes}, the number of classes of {self.data.name}",
                         self.model.num_classes)
+        side = min(self.model.input_shape[-2:]) if len(self.model.input_shape) >= 2 else None
+        aug = self.data.augment
+        if side and aug.enabled:  # sizes past the image would be clipped silently
+            if aug.blotch_p and aug.blotch_max > side:
+                self.refuse("data.augment.blotch_max", f"at most the image's side ({side})", aug.blotch_max)
+            if aug.translate_p and aug.pixels >= side:
+                self.refuse("data.augment.pixels", f"less than the image's side ({side})", aug.pixels)
+
+
+@dataclass
+class RangeTestConfig(Checked):
+    KEY = "lr_find"
+    start: float = setting(1e-6, POSITIVE)  # the first lr of the sweep
+    end: float = setting(1.0, POSITIVE)     # the last (the sweep stops earlier when the loss blows up)
+    steps: int = setting(200, count(10, 100_000))  # training steps, the lr growing exponentially between them
+    out: Optional[str] = None  # folder for lr_find.png and lr_find.json; None: outputs/lr_find/DATE/TIME
+
+    def check(self):
+        if self.end <= self.start:
+            self.refuse("end", f"> lr_find.start ({self.start:g})", self.end)
+
+
+@dataclass
+class LrFindConfig(Config):
+    """A training run's settings (model, data, optimizer, batch) and the range test's own."""
+
+    lr_find: RangeTestConfig = field(default_factory=RangeTestConfig)
 
 
 @dataclass
@@ -396,6 +446,7 @@ class ExportConfig(SavedModelConfig):
 class ServeConfig(SavedModelConfig):
     host: str = "127.0.0.1"           # this machine only; 0.0.0.0 opens the page to the network
     port: int = setting(8000, count(0, 65535))  # 0: any free port (the address is printed)
+    allowed_hosts: Optional[List[str]] = None  # Host headers answered; None: loopback names (any, with host=0.0.0.0)
 
 
 @dataclass
@@ -415,6 +466,7 @@ class BenchConfig(Checked):
     epochs: Optional[int] = setting(None, count(1))  # e2e mode: train.epochs; None keeps the recipe's
     runs: int = setting(3, count(1))  # e2e mode: whole runs of each contender, alternating
     train_overrides: List[str] = field(default_factory=list)  # e2e mode: more training overrides
+    out: Optional[str] = None         # folder for bench.json (and e2e mode's runs); None: outputs/bench/DATE/TIME
     debug: bool = False
 
     def check(self):
@@ -439,17 +491,17 @@ def flatten(tree, prefix: str = "") -> dict:
     return out
 
 
-def schema() -> DictConfig:
-    """:class:`Config` as Hydra composes onto it: the groups that ``conf/config.yaml``'s
-    defaults list fills are left open, so any optimizer's schema can fill ``optimizer``."""
-    node = OmegaConf.structured(Config)
+def schema(cls: type = None) -> DictConfig:
+    """:class:`Config` (or a subclass) as Hydra composes onto it: the groups that the defaults
+    list fills are left open, so any optimizer's schema can fill ``optimizer``."""
+    node = OmegaConf.structured(cls or Config)
     node.optimizer = MISSING
     node.logger = {}  # the defaults list's logger=... choices fill it
     return node
 
 
 # the command schemas stored in Hydra's ConfigStore, by the name their conf/*.yaml picks
-COMMANDS = ("train", "evaluate", "predict", "export", "serve", "bench")  # the Hydra apps (netlab.cli)
+COMMANDS = ("train", "evaluate", "predict", "export", "serve", "bench", "lr_find")  # the Hydra apps (netlab.cli)
 COMMAND_SCHEMAS = {"evaluate_schema": EvaluateConfig, "predict_schema": PredictConfig,
                    "export_schema": ExportConfig, "serve_schema": ServeConfig, "bench_schema": BenchConfig}
 
@@ -475,6 +527,7 @@ def register() -> None:
     Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="netlab_schema", node=schema())
+    cs.store(name="lr_find_schema", node=schema(LrFindConfig))
     for name in BACKENDS:
         cs.store(group="backend", name=name, node=BackendConfig(name=name))
     for name in DATASETS:
@@ -523,13 +576,14 @@ def validate(cfg, schema_cls: type = None):
     try:
         if not isinstance(cfg, DictConfig):
             cfg = OmegaConf.create(cfg)
-        if schema_cls is None or schema_cls is Config:
-            node = schema()
+        schema_cls = schema_cls or Config
+        if issubclass(schema_cls, Config):
+            node = schema(schema_cls)
             # a config read back from YAML (a checkpoint's) is untyped: its optimizer's name picks the schema
             name = OmegaConf.select(cfg, "optimizer.name", default=None)
             if name in OPTIMIZER_CONFIGS:
                 node.optimizer = OmegaConf.structured(OPTIMIZER_CONFIGS[name])
-            _refuse_unknown_keys(cfg, Config, "")
+            _refuse_unknown_keys(cfg, schema_cls, "")
             return OmegaConf.to_object(OmegaConf.merge(node, cfg))
         _refuse_unknown_keys(cfg, schema_cls, "")
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema_cls), cfg))
@@ -557,7 +611,7 @@ def _refuse_unknown_keys(node, cls, prefix: str) -> None:
             hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known: {', '.join(hints)}"
             raise ConfigError(f"unknown setting {prefix}{key}{hint}")
         child_cls = hints[key]
-        if key == "optimizer" and cls is Config:
+        if key == "optimizer" and issubclass(cls, Config):
             name = OmegaConf.select(node, "optimizer.name", default=None)
             child_cls = OPTIMIZER_CONFIGS.get(name, OptimizerConfig)
         child_cls = _unwrap_optional(child_cls)
@@ -574,7 +628,7 @@ def schema_keys(cls, prefix: str = "") -> list[str]:
     keys = []
     for f in dataclasses.fields(cls):
         hint = _unwrap_optional(typing.get_type_hints(cls)[f.name])
-        if cls is Config and f.name == "optimizer":
+        if issubclass(cls, Config) and f.name == "optimizer":
             subs = {k for c in OPTIMIZER_CONFIGS.values() for k in schema_keys(c, "optimizer.")}
             keys += sorted(subs)
         elif dataclasses.is_dataclass(hint):

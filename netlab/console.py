@@ -25,36 +25,51 @@ class LogFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class Stop(KeyboardInterrupt):
+    """A stop request taken between two steps (where the run's state is whole): ``signum`` says
+    which signal asked for it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class DeferredInterrupt:
-    """Ctrl-C during the loop takes effect between steps, never inside a checkpoint write or an
-    evaluation: the first SIGINT is remembered and raised as KeyboardInterrupt at the next
-    :meth:`check`; a second one interrupts at once. (A SIGINT landing inside OmegaConf while a
-    checkpoint was being assembled turned into an AttributeError crash, exit 1.) Off the main
-    thread, or where SIGINT has a handler other than Python's default, nothing changes."""
+    """Ctrl-C, SIGTERM and SIGHUP during the loop take effect between steps, never inside a
+    checkpoint write or an evaluation: the first signal is remembered and raised as
+    :class:`Stop` at the next :meth:`check`; a second one interrupts at once. (A SIGINT landing
+    inside OmegaConf while a checkpoint was being assembled turned into an AttributeError crash,
+    exit 1.) Off the main thread nothing changes, nor for a signal that has a handler of its own
+    or is ignored (``nohup`` ignores SIGHUP, and so does netlab then)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
 
     def __init__(self):
-        self.pending = False
-        self._previous = None
+        self.pending = None
+        self._previous = {}
 
     def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is self.DEFAULTS[signum]:
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.pending:  # asked twice: stop now
+        if self.pending is not None:  # asked twice: stop now
             raise KeyboardInterrupt
-        self.pending = True
+        self.pending = signum
 
     def check(self) -> None:
-        if self.pending:
-            raise KeyboardInterrupt
+        if self.pending is not None:
+            raise Stop(self.pending)
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def in_notebook() -> bool:

@@ -38,6 +38,10 @@ class DivergedError(NetlabError):
 
 
 class Interrupted(NetlabError):
-    """The user stopped a run (Ctrl-C); the message says where it stopped and how to continue."""
+    """A run was stopped (Ctrl-C, or SIGTERM / SIGHUP: what Slurm preemption, ``docker stop``
+    and a closed terminal send); the message says where it stopped and how to continue. The
+    exit status is the shell's for that signal: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
 
-    exit_code = 130
+    def __init__(self, message: str, signum: int = 2):
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -25,12 +25,14 @@ class Predictor:
                               f"{trained.input_shape}")
         self.size = height
 
-    def prepare(self, source, name: str | None = None) -> np.ndarray:
+    def prepare(self, source, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
         """An image file (a path) or its bytes -> the (size, size) float image in [0, 1] that the
-        model takes: a light digit on black, cropped, scaled and centred as MNIST's are."""
+        model takes: a light digit on black, cropped, scaled and centred as MNIST's are.
+        ``max_pixels`` lowers the bound on the decoded image's size (``data.images.MAX_PIXELS``)."""
+        bound = {} if max_pixels is None else {"max_pixels": max_pixels}
         if isinstance(source, (bytes, bytearray)):
-            return digit_from_bytes(bytes(source), name or "the image", size=self.size)
-        return load_digit(Path(source), size=self.size)
+            return digit_from_bytes(bytes(source), name or "the image", size=self.size, **bound)
+        return load_digit(Path(source), size=self.size, **bound)
 
     def _input(self, images: np.ndarray):
         """Prepared images (N, H, W) or (N, 1, H, W), pixels in [0, 1] -> the normalised batch on the backend."""

@@ -19,19 +19,23 @@ def softmax(logits):
     return exp / total
 
 
-def softmax_cross_entropy(logits, labels):
+def softmax_cross_entropy(logits, labels, smoothing: float = 0.0):
     """Mean cross-entropy of softmax(logits) against integer ``labels``.
 
     logits: (N, K) floats; labels: (N,) integers in [0, K). Returns ``(loss, dlogits)``: a 0-d
     array and dloss/dlogits of shape (N, K). Uses the max-shifted log-sum-exp, so large logits
-    neither overflow nor lose precision.
+    neither overflow nor lose precision. ``smoothing`` (label smoothing, as PyTorch's
+    ``CrossEntropyLoss(label_smoothing=...)``) aims at ``1 - smoothing + smoothing / K`` for the
+    label and ``smoothing / K`` for every other class.
     """
     xp = array_namespace(logits)
     n, k = logits.shape
     shifted, exp, total = _shifted_exp(logits)
-    onehot = xp.astype(labels[:, None] == xp.arange(k, dtype=labels.dtype, device=labels.device), logits.dtype)
-    loss = xp.mean(xp.log(total[:, 0]) - xp.sum(shifted * onehot, axis=1))
-    dlogits = (exp / total - onehot) * (1.0 / n)
+    target = xp.astype(labels[:, None] == xp.arange(k, dtype=labels.dtype, device=labels.device), logits.dtype)
+    if smoothing:
+        target = target * (1.0 - smoothing) + smoothing / k
+    loss = xp.mean(xp.log(total[:, 0]) - xp.sum(shifted * target, axis=1))
+    dlogits = (exp / total - target) * (1.0 / n)
     return loss, dlogits
 
 

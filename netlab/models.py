@@ -33,9 +33,11 @@ MAX_ACTIVATIONS = 16_000_000  # values per sample after any layer
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """How a model-file entry becomes a layer: ``make(shape, args, model_cfg)`` with ``args``
-    limited to ``allowed`` keys; a bare number means ``{shorthand: number}``. ``size(shape,
-    args)`` gives ``(parameters, output values per sample)`` without building anything."""
+    """How a model-file entry becomes a layer: ``make(builder, probe, args, where)`` with
+    ``args`` limited to ``allowed`` keys (``probe`` is a zero sample of the layer's input; the
+    builder holds the model file and builds nested entries); a bare number means
+    ``{shorthand: number}``. ``size(shape, args)`` gives ``(parameters, output values per
+    sample)`` without building anything."""
 
     make: Callable
     allowed: tuple[str, ...] = ()
@@ -62,17 +64,28 @@ def _size(args, key, default=None, low=1):
     return value
 
 
-def _conv(shape, a, cfg):
-    return nn.Conv2d(shape[0], _size(a, "out"), _size(a, "kernel", 3), _size(a, "stride", 1),
-                     _size(a, "padding", 0, low=0), bool(a.get("bias", True)))
+def _channels(probe):
+    return probe.shape[1]
 
 
-def _linear(shape, a, cfg):
-    return nn.Linear(shape[0], _size(a, "out"), bool(a.get("bias", True)))
+def _conv(b, probe, a, where):
+    return nn.Conv2d(_channels(probe), _size(a, "out"), _size(a, "kernel", 3), _size(a, "stride", 1),
+                     _size(a, "padding", 0, low=0), _flag(a, "bias"))
+
+
+def _linear(b, probe, a, where):
+    return nn.Linear(_channels(probe), _size(a, "out"), _flag(a, "bias"))
+
+
+def _flag(args, key, default=True):
+    value = args.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _pool(cls):
-    def make(shape, a, cfg):
+    def make(b, probe, a, where):
         stride = _size(a, "stride") if a.get("stride") is not None else None
         return cls(_size(a, "kernel", 2), stride, _size(a, "padding", 0, low=0))
     return make
@@ -95,30 +108,42 @@ def _pair(v):
     return v if isinstance(v, tuple) else (v, v)
 
 
-def _dropout(shape, a, cfg):
-    p = a.get("p", cfg.dropout)
+def _dropout(b, probe, a, where):
+    p = a.get("p", b.cfg.dropout)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise ConfigError(f"'p' must be a probability in [0, 1), got {p!r}")
     return nn.Dropout(float(p))
 
 
-def _batchnorm(shape, a, cfg):
-    return nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])
+def _batchnorm(b, probe, a, where):
+    return nn.BatchNorm2d(_channels(probe)) if probe.ndim == 4 else nn.BatchNorm1d(_channels(probe))
+
+
+def _leaky(b, probe, a, where):
+    slope = a.get("slope", 0.01)
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0.0 <= slope < 1.0:
+        raise ConfigError(f"'slope' must be a number in [0, 1), got {slope!r}")
+    return nn.LeakyReLU(float(slope))
 
 
 LAYERS.register("conv", LayerSpec(_conv, ("out", "kernel", "stride", "padding", "bias"), "out", 3, _conv_size))
 LAYERS.register("linear", LayerSpec(_linear, ("out", "bias"), "out", 1, _linear_size))
 LAYERS.register("maxpool", LayerSpec(_pool(nn.MaxPool2d), ("kernel", "stride", "padding"), "kernel", 3))
 LAYERS.register("avgpool", LayerSpec(_pool(nn.AvgPool2d), ("kernel", "stride", "padding"), "kernel", 3))
-LAYERS.register("relu", LayerSpec(lambda shape, a, cfg: nn.ReLU()))
-LAYERS.register("flatten", LayerSpec(lambda shape, a, cfg: nn.Flatten()))
+LAYERS.register("relu", LayerSpec(lambda b, probe, a, where: nn.ReLU()))
+LAYERS.register("tanh", LayerSpec(lambda b, probe, a, where: nn.Tanh()))
+LAYERS.register("sigmoid", LayerSpec(lambda b, probe, a, where: nn.Sigmoid()))
+LAYERS.register("gelu", LayerSpec(lambda b, probe, a, where: nn.GELU()))
+LAYERS.register("leaky_relu", LayerSpec(_leaky, ("slope",), "slope"))
+LAYERS.register("flatten", LayerSpec(lambda b, probe, a, where: nn.Flatten()))
+LAYERS.register("global_avgpool", LayerSpec(lambda b, probe, a, where: nn.GlobalAvgPool2d(), ndim=3))
 LAYERS.register("dropout", LayerSpec(_dropout, ("p",), "p"))
 LAYERS.register("batchnorm", LayerSpec(_batchnorm))
 
 
-def _parse(spec, position):
+
+def _parse(spec, where: str):
     """``(name, args)`` of one model-file entry."""
-    where = f"model: layer {position}"
     if isinstance(spec, str):
         LAYERS.lookup(spec)
         return spec, {}
@@ -140,6 +165,94 @@ def _parse(spec, position):
                       f"(conv: {{out: 16, kernel: 5}})")
 
 
+class _Builder:
+    """Builds layers from model-file entries, inferring each input size by running a probe
+    sample through what is built so far, and keeping the whole model within the bounds."""
+
+    def __init__(self, cfg, conv: str):
+        self.cfg, self.conv, self.parameters = cfg, conv, 0
+
+    def stack(self, specs, probe, where: str):
+        """``(layers, probe after them)`` for a list of entries."""
+        if not isinstance(specs, (list, tuple)) and not hasattr(specs, "__len__") or isinstance(specs, (str, dict)):
+            raise ConfigError(f"{where}: the layers must be a list, one '- ' entry per layer")
+        if not specs:
+            raise ConfigError(f"{where}: lists no layers")
+        layers = []
+        for position, spec in enumerate(specs):
+            layer, probe = self.one(spec, probe, f"{where}, layer {position}" if where != "model" else
+                                    f"model: layer {position}")
+            layers.append(layer)
+        return layers, probe
+
+    def one(self, spec, probe, where: str):
+        name, args = _parse(spec, where)
+        layer_spec = LAYERS[name]
+        shape = tuple(probe.shape[1:])
+        if layer_spec.ndim is not None and len(shape) != layer_spec.ndim:
+            hint = " (add 'flatten' before it)" if layer_spec.ndim == 1 else ""
+            raise ConfigError(f"{where} ({name}) needs a {layer_spec.ndim}-d input per sample, "
+                              f"but gets shape {shape}{hint}")
+        try:
+            params, values = layer_spec.size(shape, args)
+            self.parameters += params
+            if self.parameters > MAX_PARAMETERS or values > MAX_ACTIVATIONS:
+                raise ConfigError(f"the model would have {self.parameters:,} parameters and {values:,} values per "
+                                  f"sample after this layer; netlab refuses more than {MAX_PARAMETERS:,} and "
+                                  f"{MAX_ACTIVATIONS:,} (models.MAX_PARAMETERS, models.MAX_ACTIVATIONS)")
+            layer = layer_spec.make(self, probe, args, where)
+            if isinstance(layer, nn.Conv2d):
+                layer.algorithm = self.conv
+        except ConfigError as exc:
+            raise ConfigError(f"{where} ({name}): {exc}") if not str(exc).startswith(where) else exc from None
+        except (TypeError, ValueError) as exc:
+            hint = f" (backend.conv={self.conv})" if self.conv != nn.layers.AUTO and name == "conv" else ""
+            raise ConfigError(f"{where} ({name}) with {args}{hint}: {exc}") from None
+        layer.eval()
+        try:
+            out = layer.forward(probe)
+        except ValueError as exc:
+            raise ConfigError(f"{where} ({name}) does not fit input shape {shape}: {exc}") from None
+        if math.prod(out.shape[1:]) > MAX_ACTIVATIONS:
+            raise ConfigError(f"{where} ({name}) gives {math.prod(out.shape[1:]):,} values per sample; netlab "
+                              f"refuses more than {MAX_ACTIVATIONS:,} (models.MAX_ACTIVATIONS)")
+        return layer, out
+
+
+def _residual(builder, probe, a, where):
+    """A residual block: its ``layers`` (the body) plus the input, through a projection (a 1x1
+    convolution with the body's stride, no bias, and batch norm) where the shape changes, or
+    when ``projection: true``."""
+    body_layers, out = builder.stack(a.get("layers"), probe, f"{where} (residual)")
+    body = nn.Sequential(*body_layers)
+    wanted = a.get("projection", "auto")
+    if wanted not in ("auto", True, False):
+        raise ConfigError(f"'projection' must be auto, true or false, got {wanted!r}")
+    changes = tuple(out.shape[1:]) != tuple(probe.shape[1:])
+    if changes and wanted is False:
+        raise ConfigError(f"the body changes the shape {tuple(probe.shape[1:])} -> {tuple(out.shape[1:])}, so "
+                          f"the block needs a projection (projection: auto or true)")
+    projection = None
+    if wanted is True or changes:
+        if probe.ndim != 4 or out.ndim != 4:
+            raise ConfigError("a projection joins image shapes (C, H, W); this body changes another shape")
+        (c, h, w), (o, oh, ow) = probe.shape[1:], out.shape[1:]
+        stride = (max(1, -(-h // oh)), max(1, -(-w // ow)))
+        projection = nn.Sequential(nn.Conv2d(c, o, 1, stride=stride, bias=False), nn.BatchNorm2d(o))
+        for layer in projection:
+            if isinstance(layer, nn.Conv2d):
+                layer.algorithm = builder.conv
+        builder.parameters += c * o + 2 * o
+        projection.eval()
+        if tuple(projection.forward(probe).shape) != tuple(out.shape):
+            raise ConfigError(f"a 1x1 projection cannot turn {tuple(probe.shape[1:])} into "
+                              f"{tuple(out.shape[1:])}; keep the body's sizes in step (padding, strides)")
+    return nn.Residual(body, projection)
+
+
+LAYERS.register("residual", LayerSpec(_residual, ("layers", "projection"), ndim=3))
+
+
 def build(cfg, conv: str = nn.layers.AUTO) -> nn.Sequential:
     """The Sequential that ``cfg.layers`` describes, checked against ``input_shape`` and
     ``num_classes``: every size is inferred by running a probe sample through the layers.
@@ -151,41 +264,17 @@ def build(cfg, conv: str = nn.layers.AUTO) -> nn.Sequential:
         raise ConfigError(f"model: input_shape must be 1 to 3 sizes from 1 to 4096 (e.g. [1, 28, 28]), got {list(shape)}")
     if isinstance(cfg.num_classes, bool) or not 1 <= cfg.num_classes <= 100_000:
         raise ConfigError(f"model: num_classes must be from 1 to 100000, got {cfg.num_classes}")
-    probe = xp.zeros((1, *shape), dtype=xp.float32)
-    layers, parameters = [], 0
+    if conv != nn.layers.AUTO:
+        try:
+            nn.layers.CONV_ALGORITHMS.lookup(conv)
+        except ConfigError as exc:
+            raise ConfigError(f"backend.conv: {exc}") from None
     if not cfg.layers:
         raise ConfigError("model: the model file lists no layers")
-    for position, spec in enumerate(cfg.layers):
-        name, args = _parse(spec, position)
-        layer_spec = LAYERS[name]
-        if layer_spec.ndim is not None and len(shape) != layer_spec.ndim:
-            hint = " (add 'flatten' before it)" if layer_spec.ndim == 1 else ""
-            raise ConfigError(f"model: layer {position} ({name}) needs a {layer_spec.ndim}-d input per sample, "
-                              f"but gets shape {shape}{hint}")
-        try:
-            params, values = layer_spec.size(shape, args)
-            parameters += params
-            if parameters > MAX_PARAMETERS or values > MAX_ACTIVATIONS:
-                raise ConfigError(f"the model would have {parameters:,} parameters and {values:,} values per "
-                                  f"sample after this layer; netlab refuses more than {MAX_PARAMETERS:,} and "
-                                  f"{MAX_ACTIVATIONS:,} (models.MAX_PARAMETERS, models.MAX_ACTIVATIONS)")
-            layer = layer_spec.make(shape, args, cfg)
-            if isinstance(layer, nn.Conv2d):
-                layer.algorithm = conv
-        except ConfigError as exc:
-            raise ConfigError(f"model: layer {position} ({name}): {exc}") from None
-        except (TypeError, ValueError) as exc:
-            hint = f" (backend.conv={conv})" if conv != nn.layers.AUTO and name == "conv" else ""
-            raise ConfigError(f"model: layer {position} ({name}) with {args}{hint}: {exc}") from None
-        layer.eval()
-        try:
-            probe = layer.forward(probe)
-        except ValueError as exc:
-            raise ConfigError(f"model: layer {position} ({name}) does not fit input shape {shape}: {exc}") from None
-        shape = tuple(probe.shape[1:])
-        layers.append(layer)
-    if shape != (cfg.num_classes,):
-        raise ConfigError(f"model: the last layer gives shape {shape} per sample; it must give "
+    layers, probe = _Builder(cfg, conv).stack(cfg.layers, xp.zeros((1, *shape), dtype=xp.float32), "model")
+    out = tuple(probe.shape[1:])
+    if out != (cfg.num_classes,):
+        raise ConfigError(f"model: the last layer gives shape {out} per sample; it must give "
                           f"({cfg.num_classes},), one score per class")
     return nn.Sequential(*layers).train()
 

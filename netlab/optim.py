@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from . import backend
-from .config import (AdagradConfig, AdamConfig, OptimizerConfig, RMSpropConfig, SGDConfig,
+from .config import (AdagradConfig, AdamConfig, AdamWConfig, OptimizerConfig, RMSpropConfig, SGDConfig,
                      ScheduleConfig as _Defaults)
 from .registry import Registry
 
@@ -136,14 +136,33 @@ class Optimizer:
         """The learning rate the next :meth:`step` uses."""
         return self.schedule(self.steps, self.base_lr)
 
+    DECOUPLED = False  # weight decay as L2 added to the gradient (True: the weights shrink, AdamW)
+
     def step(self) -> None:
         lr = self.lr
         self.steps += 1
-        for key, layer, name in self.model.named_parameters():
+        named = list(self.model.named_parameters())
+        scale = self._clip_scale(named) if self.hp.clip_norm else None
+        for key, layer, name in named:
             p, g = layer.params[name], layer.grads[name]
-            if self.weight_decay:
+            if scale is not None:
+                g = g * scale
+            if self.weight_decay and not self.DECOUPLED:
                 g = g + self.weight_decay * p
+            elif self.weight_decay:
+                p = p * (1.0 - lr * self.weight_decay)
             layer.params[name] = self._update(p, g, self.state.setdefault(key, {}), lr)
+
+    def _clip_scale(self, named):
+        """min(1, clip_norm / (global gradient norm + 1e-6)) as a 0-d array: no host sync (as
+        ``torch.nn.utils.clip_grad_norm_``)."""
+        xp = self.model.xp
+        total = None
+        for _, layer, name in named:
+            g = layer.grads[name]
+            part = xp.sum(g * g)
+            total = part if total is None else total + part
+        return xp.minimum(self.hp.clip_norm / (xp.sqrt(total) + 1e-6), 1.0)
 
     def _update(self, p, g, state: dict, lr: float):
         raise NotImplementedError
@@ -204,6 +223,14 @@ class Adam(Optimizer):
         t = self.steps
         denom = xp.sqrt(v) * (1.0 / math.sqrt(1 - b2 ** t)) + self.hp.eps
         return p - (lr / (1 - b1 ** t)) * (m / denom)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``)."""
+
+    CONFIG = AdamWConfig
+    DECOUPLED = True
 
 
 @OPTIMIZERS.register("adagrad")

@@ -54,8 +54,55 @@ def _refused(path: Path, exc: OSError) -> OutputError:
     error = OutputError(exc.errno, f"cannot write {path}: {exc.strerror or exc}. Files saved before are "
                                    f"intact (outputs are replaced atomically); free space or choose a "
                                    f"writable place and run again")
-    error.filename = str(path)
+    error.filename, error.reason = str(path), exc.strerror or str(exc)
     return error
+
+
+MAX_TEXT_BYTES = 16 << 20  # a results.json, a metrics.csv or a sweep record is far smaller
+
+
+def read_text(path, limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of a small file that netlab wrote and that may have been tampered with: a
+    regular file only (a FIFO or device named results.json would block or never end), at most
+    ``limit`` bytes, UTF-8. OSError or ValueError otherwise, for the caller to report."""
+    import stat
+
+    path = Path(path)
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit:,} bytes")
+    return data.decode("utf-8")
+
+
+# What a run folder holds that netlab itself writes, and that nothing else may write over.
+RUN_FILES = ("results.json", "metrics.csv", "curves.png", "train.log", ".netlab.lock", "failure.json")
+
+
+def check_output(path, what: str, inputs=()) -> Path:
+    """The one rule for every path a user chooses for an output (``export out=``, ``evaluate
+    out=``'s files, a logger's file): not a folder or a special file, not one of the files in
+    ``inputs``, and not a file that a run folder holds for itself (its checkpoints, results,
+    metrics, log, record), so an output can never destroy what a run needs to be resumed or
+    read. Returns the path; a ConfigError says what is wrong."""
+    from .errors import ConfigError
+
+    path = Path(path).expanduser()
+    resolved = path.resolve()
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{what}={path} is {'a folder' if path.is_dir() else 'not a regular file'}; "
+                          f"give a file name")
+    if any(resolved == Path(i).expanduser().resolve() for i in inputs):
+        raise ConfigError(f"{what}={path} is the file it is made from; give another file name")
+    parent = resolved.parent
+    run = parent.parent if parent.name in ("checkpoints", ".hydra") else parent
+    holds_run = any((run / name).exists() for name in RunFolder.HOLDS_A_RUN) or (run / ".hydra").is_dir()
+    if holds_run and (parent.name in ("checkpoints", ".hydra") or resolved.name in RUN_FILES):
+        raise ConfigError(f"{what}={path} is one of the run's own files in {run}; writing over it would lose "
+                          f"what the run needs to be read or resumed. Give another file name")
+    return path
 
 
 def write_text(path, text: str) -> Path:

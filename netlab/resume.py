@@ -70,7 +70,8 @@ def restore(trainer, ck: checkpoint.Checkpoint) -> None:
 def resume(trainer, path) -> None:
     """Continue ``trainer`` (not yet fitted) from the checkpoint at ``path`` (a run folder or a
     .npz file), refusing a checkpoint whose pinned settings differ from the trainer's."""
-    path = checkpoint.resolve(run_folder(path) if str(path) == LATEST else path)
+    path = Path(run_folder(path) if str(path) == LATEST else path).expanduser()
+    path = (checkpoint_of(path) or path / "checkpoints" / "last.npz") if path.is_dir() else path
     ck = checkpoint.read(path)
     changed = pinned_changes(embedded_config(ck, str(path)), trainer.cfg)
     if changed:
@@ -102,10 +103,19 @@ def run_folder(spec) -> Path:
                                   f"(RUN/checkpoints/NAME.npz); this one is not in one. Give hydra.run.dir= "
                                   f"for the continued run's outputs")
         return folder
-    if not (path / "checkpoints" / "last.npz").is_file():
-        raise CheckpointError(f"train.resume={spec}: no run to continue there (no checkpoints/last.npz); give a "
-                              f"run folder such as outputs/DATE/TIME, or train.resume=latest")
+    if checkpoint_of(path) is None:
+        raise CheckpointError(f"train.resume={spec}: no run to continue there (no checkpoints/last.npz or "
+                              f"best.npz); give a run folder such as outputs/DATE/TIME, or train.resume=latest")
     return path
+
+
+def checkpoint_of(folder: Path) -> Path | None:
+    """The checkpoint a run folder continues from: its last, or its best when the last was never
+    written (a disk that filled up at the first checkpoint)."""
+    for name in ("last", "best"):
+        if (folder / "checkpoints" / f"{name}.npz").is_file():
+            return folder / "checkpoints" / f"{name}.npz"
+    return None
 
 
 def continued_overrides(folder: Path, given: list[str]) -> list[str]:
@@ -120,7 +130,7 @@ def continued_overrides(folder: Path, given: list[str]) -> list[str]:
         if not isinstance(data, list) or not all(isinstance(o, str) for o in data):
             raise CheckpointError(f"{recorded_file} is not a list of overrides; it is damaged")
         recorded = data
-    elif not (folder / "checkpoints" / "last.npz").is_file():
+    elif checkpoint_of(folder) is None:
         raise CheckpointError(f"{folder} holds no run to continue")
     given_keys = {_key(o) for o in given}
     kept = [o for o in recorded if _key(o) not in given_keys and not _key(o).startswith(("hydra.", "hydra/"))

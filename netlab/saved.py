@@ -72,8 +72,8 @@ OUTPUTS = Path("outputs")  # where runs go by default (conf/config.yaml's hydra.
 def latest_run(finished: bool = True, root: Path = OUTPUTS) -> Path:
     """The newest run folder under ``root`` (``outputs/DATE/TIME``): finished (it has
     ``results.json``) or, with ``finished=False``, any that has a checkpoint to continue from."""
-    marker = "results.json" if finished else "checkpoints/last.npz"
-    runs = [p for p in root.glob(f"*/*/{marker}") if p.is_file()] if root.is_dir() else []
+    markers = ["results.json"] if finished else ["checkpoints/last.npz", "checkpoints/best.npz"]
+    runs = [p for m in markers for p in root.glob(f"*/*/{m}") if p.is_file()] if root.is_dir() else []
     if not runs:
         what = "finished run (with results.json)" if finished else "run with a checkpoint"
         raise CheckpointError(f"latest: no {what} under {root.resolve()}; run from the folder that holds "

@@ -39,7 +39,8 @@ def run_job(fn, cfg):
                   "message": message}
         if not isinstance(exc, NetlabError):  # a crash: keep what a bug report needs
             record["traceback"] = traceback.format_exc()
-        write_json(output_dir() / FAILURE_FILE, record)
+        if not (output_dir() / "results.json").exists():  # never beside another run's finished results
+            write_json(output_dir() / FAILURE_FILE, record)
         print(f"netlab: job {hc.job.num} ({' '.join(hc.overrides.task)}) failed: {message}", file=sys.stderr,
               flush=True)
         return float("nan")

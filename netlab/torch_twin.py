@@ -8,6 +8,23 @@ import time
 from . import backend, data, nn
 
 
+def residual_class():
+    """``torch.nn.Module`` of a residual block, ``body(x) + projection(x)`` (or ``+ x``), with
+    netlab's state_dict keys (``body.<i>...``, ``projection.<i>...``): what loads a netlab
+    residual model's safetensors weights into PyTorch."""
+    import torch
+
+    class Residual(torch.nn.Module):
+        def __init__(self, body, projection=None):
+            super().__init__()
+            self.body, self.projection = body, projection
+
+        def forward(self, x):
+            return self.body(x) + (x if self.projection is None else self.projection(x))
+
+    return Residual
+
+
 def torch_twin(model: nn.Sequential):
     """The ``torch.nn.Sequential`` that computes what ``model`` computes, with its weights."""
     import torch
@@ -17,6 +34,8 @@ def torch_twin(model: nn.Sequential):
     def one(m):
         if isinstance(m, nn.Sequential):
             return t.Sequential(*[one(s) for s in m])
+        if isinstance(m, nn.Residual):
+            return residual_class()(one(m.body), None if m.projection is None else one(m.projection))
         make = {
             nn.Conv2d: lambda: t.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
                                         bias="bias" in m.params),
@@ -24,6 +43,11 @@ def torch_twin(model: nn.Sequential):
             nn.MaxPool2d: lambda: t.MaxPool2d(m.kernel_size, m.stride, m.padding),
             nn.AvgPool2d: lambda: t.AvgPool2d(m.kernel_size, m.stride, m.padding),
             nn.ReLU: lambda: t.ReLU(),
+            nn.Tanh: lambda: t.Tanh(),
+            nn.Sigmoid: lambda: t.Sigmoid(),
+            nn.GELU: lambda: t.GELU(approximate="tanh"),
+            nn.LeakyReLU: lambda: t.LeakyReLU(m.negative_slope),
+            nn.GlobalAvgPool2d: lambda: t.Sequential(t.AdaptiveAvgPool2d(1), t.Flatten()),
             nn.Flatten: lambda: t.Flatten(),
             nn.Dropout: lambda: t.Dropout(m.p),
             nn.BatchNorm2d: lambda: t.BatchNorm2d(m.num_features, m.eps, m.momentum),
@@ -45,6 +69,10 @@ def _adam(torch, cfg, params):
     return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
+def _adamw(torch, cfg, params):
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
 def _adagrad(torch, cfg, params):
     return torch.optim.Adagrad(params, lr=cfg.lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
@@ -56,7 +84,8 @@ def _rmsprop(torch, cfg, params):
 
 # optimizer name (netlab.optim.OPTIMIZERS) -> the torch.optim optimizer with the same update rule
 # (the first momentum buffer is the gradient, L2 is added to the gradient, eps outside the root)
-TORCH_OPTIMIZERS = {"sgd": _sgd, "momentum": _sgd, "adam": _adam, "adagrad": _adagrad, "rmsprop": _rmsprop}
+TORCH_OPTIMIZERS = {"sgd": _sgd, "momentum": _sgd, "adam": _adam, "adamw": _adamw, "adagrad": _adagrad,
+                    "rmsprop": _rmsprop}
 
 
 def torch_optimizer(cfg, params):
@@ -82,7 +111,8 @@ def train_like(trainer, threads: int, device: str = "cpu"):
     twin = torch_twin(trainer.model).to(device).train()
     opt = torch_optimizer(trainer.cfg.optimizer, twin.parameters())
     schedule, base_lr = trainer.opt.schedule, trainer.opt.base_lr
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=trainer.cfg.train.label_smoothing)
+    clip = trainer.cfg.optimizer.clip_norm
     step, images, t0 = 0, 0, time.perf_counter()
     for epoch in range(trainer.cfg.train.epochs):
         for xb, yb in trainer.loader.batches(epoch):
@@ -92,6 +122,8 @@ def train_like(trainer, threads: int, device: str = "cpu"):
                 group["lr"] = schedule(step, base_lr)
             opt.zero_grad(set_to_none=True)
             loss_fn(twin(tensor(xb)), tensor(yb)).backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(twin.parameters(), clip)
             opt.step()
             step, images = step + 1, images + int(yb.shape[0])
     if device != "cpu":

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from . import backend, callbacks as cb, checkpoint, data, loggers, losses, metrics, models, nn, optim, plots, resume
 from .config import Config
-from .console import DeferredInterrupt
-from .errors import DataError, Interrupted, NetlabError
+from .console import DeferredInterrupt, Stop
+from .errors import DataError, Interrupted, NetlabError, OutputError
 from .outputs import RunFolder, write_json
 
 log = logging.getLogger("netlab.train")
@@ -126,8 +126,20 @@ class Trainer:
                 results = self.finish()
                 failed = False
                 return results
-            except KeyboardInterrupt:
-                raise Interrupted(self._where_stopped()) from None
+            except Stop as stop:  # between two steps: the state is whole, and saved before leaving
+                if self.at.step > self._saved_step():
+                    self.save("last")
+                raise Interrupted(self._where_stopped({"SIGINT": "Ctrl-C"}.get(stop.args[0], stop.args[0])),
+                                  stop.signum) from None
+            except KeyboardInterrupt:  # at once (a second Ctrl-C): the last checkpoint stays the last
+                raise Interrupted(self._where_stopped("Ctrl-C")) from None
+            except OutputError as exc:  # a full disk: say what can be continued, and how
+                kept = resume.checkpoint_of(self.out)
+                then = (f"checkpoints/{kept.name} (step {checkpoint.read(kept).counters['step']}) is whole: once "
+                        f"there is space, continue with python -m netlab.train train.resume={self.out}" if kept else
+                        "no checkpoint had been written yet: once there is space, start the run again")
+                raise OutputError(exc.errno, f"cannot write {exc.filename}: {getattr(exc, 'reason', exc)}; "
+                                             f"{then}") from None
             finally:
                 self._call("on_close", failed)
 
@@ -158,7 +170,7 @@ class Trainer:
     def train_step(self, xb, yb) -> None:
         """One optimizer step on a batch; the loss is summed on the device (no host sync)."""
         logits = self.model.forward(xb)
-        loss, dlogits = losses.softmax_cross_entropy(logits, yb)
+        loss, dlogits = losses.softmax_cross_entropy(logits, yb, self.cfg.train.label_smoothing)
         self.model.backward(dlogits, input_grad=False)
         self.opt.step()
         self.running.add(loss, logits, yb)
@@ -191,13 +203,16 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
-    def _where_stopped(self) -> str:
+    def _saved_step(self) -> int:
         kept = self.out / "checkpoints" / "last.npz"
-        if not kept.exists():
-            return f"interrupted at step {self.at.step}, before the first checkpoint; nothing to resume from"
-        step = checkpoint.read(kept).counters["step"]
-        return (f"interrupted at step {self.at.step} of {self.total_steps}; the last checkpoint is from step "
-                f"{step}: continue with python -m netlab.train train.resume={self.out}")
+        return checkpoint.read(kept).counters["step"] if kept.exists() else -1
+
+    def _where_stopped(self, by: str) -> str:
+        step = self._saved_step()
+        if step < 0:
+            return f"interrupted ({by}) at step {self.at.step}, before the first checkpoint; nothing to resume from"
+        return (f"interrupted ({by}) at step {self.at.step} of {self.total_steps}; the last checkpoint is from "
+                f"step {step}: continue with python -m netlab.train train.resume={self.out}")
 
     def elapsed(self) -> float:
         """Wall time of the run so far, across resumes."""

@@ -124,7 +124,7 @@ def test_fit_continues_an_interrupted_run_from_its_folder_alone(tmp_path):
     from netlab.config import compose, validate
 
     cfg = validate(compose(*overrides_of((), settings)))
-    with pytest.raises(netlab.errors.Interrupted, match="interrupted at step 6 of 9"):
+    with pytest.raises(netlab.errors.Interrupted, match=r"interrupted \(Ctrl-C\) at step 6 of 9"):
         netlab.fit(out=tmp_path / "cut", callbacks=[*default_callbacks(cfg, tmp_path / "cut"), StopAt(6)],
                    **settings)
     assert not (tmp_path / "cut" / "results.json").exists()

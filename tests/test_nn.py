@@ -53,6 +53,17 @@ CASES = {
     "batchnorm2d": (lambda: nn.BatchNorm2d(3), (4, 3, 3, 5)),
     "batchnorm1d": (lambda: nn.BatchNorm1d(6), (8, 6)),
     "batchnorm1d_ncl": (lambda: nn.BatchNorm1d(3), (4, 3, 5)),
+    "tanh": (nn.Tanh, (3, 2, 4, 5)),
+    "sigmoid": (nn.Sigmoid, (3, 2, 4, 5)),
+    "gelu": (nn.GELU, (3, 2, 4, 5)),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.2), (3, 2, 4, 5)),
+    "global_avgpool": (nn.GlobalAvgPool2d, (3, 4, 3, 5)),
+    # a residual block: its body plus the input itself, or plus a projection when the body changes the shape
+    "residual_identity": (lambda: nn.Residual(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Tanh(),
+                                                             nn.Conv2d(2, 2, 3, padding=1, bias=False))), (2, 2, 5, 4)),
+    "residual_projection": (lambda: nn.Residual(
+        nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(3, 3, 3, padding=1)),
+        nn.Sequential(nn.Conv2d(2, 3, 1, stride=2, bias=False))), (2, 2, 6, 5)),
 }
 IDS = list(CASES)
 
@@ -67,6 +78,11 @@ def expected_shape(layer, x_shape):
         return (x_shape[0], layer.out_features)
     if isinstance(layer, nn.Flatten):
         return (x_shape[0], int(np.prod(x_shape[1:])))
+    if isinstance(layer, nn.GlobalAvgPool2d):
+        return x_shape[:2]
+    if isinstance(layer, nn.Residual):
+        for inner in layer.body:
+            x_shape = expected_shape(inner, x_shape)
     return x_shape
 
 

@@ -13,6 +13,8 @@ import json
 import logging
 import statistics
 import time
+from datetime import datetime
+from pathlib import Path
 
 import hydra
 import yaml
@@ -21,7 +23,7 @@ from omegaconf import DictConfig
 from .. import backend, losses, models, nn, optim
 from ..config import CONF_DIR, AdamConfig, BenchConfig, compose, validate
 from ..errors import ConfigError
-from ..outputs import output_dir, write_json
+from ..outputs import write_json
 from ..torch_twin import torch_optimizer, torch_twin, train_like
 from ..training import Trainer
 from . import CONF
@@ -197,7 +199,7 @@ def e2e_mode(cfg) -> dict:
     runs = {"netlab": [], **({"torch": []} if torch_ok else {})}
     for r in range(cfg.runs):
         for name in runs:
-            out = output_dir() / "e2e" / f"{name}-{r}"
+            out = cfg.out / "e2e" / f"{name}-{r}"
             out.mkdir(parents=True, exist_ok=True)
             trainer = Trainer(run_cfg, out)
             runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads, torch_device)[0])
@@ -269,9 +271,12 @@ def e2e_table(report: dict) -> str:
 @user_errors
 def bench(raw: DictConfig) -> dict:
     cfg = validate(raw, BenchConfig)
+    cfg.out = Path(cfg.out) if cfg.out else Path("outputs/bench") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S.%f")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise ConfigError(f"out={cfg.out} is a file; the bench writes bench.json into a folder")
     report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
     print(table(report) if cfg.mode == "step" else e2e_table(report), flush=True)
-    out = write_json(output_dir() / "bench.json", report)
+    out = write_json(cfg.out / "bench.json", report)
     log.info("wrote %s", out)
     return report
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from .. import data, metrics, plots, saved
+from .. import checkpoint, data, metrics, plots, saved
 from ..config import EvaluateConfig, validate
-from ..errors import DataError
-from ..outputs import write_json
+from ..errors import ConfigError, DataError
+from ..outputs import check_output, write_json
 from . import CONF
 from .exits import command, user_errors
 
@@ -21,6 +21,13 @@ from .exits import command, user_errors
 @user_errors
 def evaluate(raw: DictConfig) -> dict:
     cfg = validate(raw, EvaluateConfig)
+    source = saved.resolve(cfg.checkpoint, cfg.which)
+    out = Path(cfg.out).expanduser() if cfg.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"out={out} is a file; evaluate writes two files into the folder out= names")
+    tag = f"{source.stem}_{cfg.split}"  # best_test, last_val, ...: evaluating one never overwrites another
+    for name in (f"evaluation_{tag}.json", f"confusion_{tag}.png"):
+        check_output((out or checkpoint.run_dir(source) or source.parent) / name, "out", inputs=[source])
     trained = saved.open_for(cfg)
     # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.
     run_cfg, dc = trained.config, trained.config.data
@@ -37,8 +44,7 @@ def evaluate(raw: DictConfig) -> dict:
     result = {"checkpoint": str(path), "step": trained.step, "split": cfg.split, "dataset": dc.name,
               "backend": cfg.backend.name, f"{cfg.split}_loss": ev.loss, f"{cfg.split}_accuracy": acc,
               "per_class_accuracy": dict(zip(splits.classes, per_class)), "confusion_matrix": matrix.tolist()}
-    out = Path(cfg.out) if cfg.out else (trained.run_dir or path.parent)
-    tag = f"{path.stem}_{cfg.split}"  # best_test, last_val, ...: evaluating one never overwrites another
+    out = out or trained.run_dir or path.parent
     json_path = write_json(out / f"evaluation_{tag}.json", result)
     png_path = out / f"confusion_{tag}.png"
     plots.confusion(matrix.tolist(), list(splits.classes), png_path,

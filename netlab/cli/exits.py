@@ -24,6 +24,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from ..errors import NetlabError
+from ..outputs import read_text
 from ..sweeps import FAILURE_FILE, run_job
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ def _in_sweep() -> bool:
         return False
 
 
+def shown(text) -> str:
+    """``text`` (a file name, say) on one line: control characters, a newline among them, escaped."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
 def fail(message: str, status: int):
     """End the command: ``netlab: error: MESSAGE`` as one paragraph on stderr, and ``status``."""
     message = " ".join(message.split())
@@ -93,7 +99,7 @@ class SweepReport(Callback):
         failed = []
         for job in sorted(jobs):
             try:
-                failed.append(json.loads((job / FAILURE_FILE).read_text()))
+                failed.append(json.loads(read_text(job / FAILURE_FILE)))
             except (OSError, ValueError):
                 continue
         if failed:
@@ -115,6 +121,9 @@ def command(schema=None):
         @functools.wraps(hydra_main)
         def run(*args, **kwargs):
             _State.task_started = False
+            for stream in (sys.stdout, sys.stderr):  # a file name the terminal cannot show is escaped, not a crash
+                if hasattr(stream, "reconfigure"):
+                    stream.reconfigure(errors="backslashreplace")
             _check_flags()
             before = os.environ.get("HYDRA_FULL_ERROR")
             os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report

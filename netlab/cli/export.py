@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from .. import backend, data, saved
 from ..config import ExportConfig, validate
 from ..errors import BackendError, ConfigError
+from ..outputs import check_output
 from ..exporters import EXPORTERS, onnx
 from . import CONF
 from .exits import command, user_errors
@@ -24,9 +25,12 @@ from .exits import command, user_errors
 def export(raw: DictConfig) -> dict:
     cfg = validate(raw, ExportConfig)
     cfg.backend.name = "numpy"  # the exported arrays and the ONNX Runtime comparison are NumPy's
+    exporter = EXPORTERS.lookup(cfg.format)
+    source = saved.resolve(cfg.checkpoint, cfg.which)
+    if cfg.out:  # checked before anything is read
+        check_output(cfg.out, "out", inputs=[source])
     trained = saved.open_for(cfg)
     model, run_cfg, mean, std, path = trained.model, trained.config, trained.mean, trained.std, trained.path
-    exporter = EXPORTERS.lookup(cfg.format)
     out = Path(cfg.out) if cfg.out else (trained.run_dir or path.parent) / f"{path.stem}{exporter.SUFFIX}"
     meta = {"model": yaml.safe_dump({"layers": run_cfg.model.layers}, default_flow_style=True).strip(),
             "model_name": run_cfg.model.name, "dataset": run_cfg.data.name,

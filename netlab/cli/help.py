@@ -89,6 +89,9 @@ COMMANDS = {
               lambda: key_lines(schema.ServeConfig, "", skip=("model",)), SAVED_GROUPS),
     "bench": ("training throughput of netlab beside PyTorch on the same net, batch and threads",
               lambda: key_lines(schema.BenchConfig, "", skip=("model",)), SAVED_GROUPS),
+    "lr_find": ("the learning-rate range test: loss against an exponentially growing lr, and a suggestion",
+                lambda: _train_keys() + key_lines(schema.RangeTestConfig, "lr_find."),
+                ("backend", "data", "model", "optimizer", "experiment")),
 }
 
 

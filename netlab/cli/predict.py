@@ -13,10 +13,10 @@ from omegaconf import DictConfig, ListConfig
 
 from .. import saved
 from ..config import PredictConfig, validate
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..inference import Predictor
 from . import CONF
-from .exits import command, user_errors
+from .exits import command, shown, user_errors
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -46,6 +46,9 @@ def predict(raw: DictConfig) -> list[dict]:
     status is then 2."""
     cfg = validate(raw, PredictConfig)
     predictor = Predictor(saved.open_for(cfg))
+    if cfg.top > len(predictor.classes):
+        raise ConfigError(f"invalid setting: top must be at most the model's {len(predictor.classes)} classes, "
+                          f"got {cfg.top}")
     answers, failed = [], []
     for path in images_of(cfg.image):
         try:
@@ -54,7 +57,7 @@ def predict(raw: DictConfig) -> list[dict]:
             failed.append(str(path))
             if cfg.json:
                 print(json.dumps({"image": str(path), "error": str(exc)}), flush=True)
-            print(f"netlab: {exc}", file=sys.stderr, flush=True)
+            print(f"netlab: {shown(exc)}", file=sys.stderr, flush=True)
             continue
         answer = {"image": str(path), **predictor.answer(image, cfg.top)}
         answers.append(answer)
@@ -62,7 +65,7 @@ def predict(raw: DictConfig) -> list[dict]:
             print(json.dumps(answer), flush=True)
         else:
             (first, p), *rest = answer["probabilities"].items()
-            print(f"{path}: {first} ({100 * p:.1f}%)  " + "  ".join(f"{c} {100 * q:.2f}%" for c, q in rest),
+            print(f"{shown(path)}: {first} ({100 * p:.1f}%)  " + "  ".join(f"{c} {100 * q:.2f}%" for c, q in rest),
                   flush=True)
     if failed:
         raise DataError(f"{len(failed)} of {len(failed) + len(answers)} images could not be read "

@@ -23,9 +23,10 @@ from .exits import command, user_errors
 def serve(raw: DictConfig) -> None:
     cfg = validate(raw, ServeConfig)
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from ..web.app import make_app
+        from ..web import server
+        from ..web.app import LOOPBACK_HOSTS, make_app
     except ImportError:
         raise BackendError("netlab.serve needs Starlette and uvicorn: pip install -e '.[serve]'") from None
     predictor = Predictor(saved.open_for(cfg))
@@ -37,9 +38,8 @@ def serve(raw: DictConfig) -> None:
     trained = predictor.trained
     print(f"netlab: serving {trained.config.model.name} ({trained.path}) at http://{_shown(host)}:{port}/ "
           f"(Ctrl-C stops)", flush=True)
-    app = make_app(predictor)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+    hosts = cfg.allowed_hosts or (LOOPBACK_HOSTS if _loopback(cfg.host) else ["*"])
+    server.run(make_app(predictor, hosts), sock)
 
 
 def _loopback(host: str) -> bool:

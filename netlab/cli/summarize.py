@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import DataError
-from ..outputs import atomic_write
+from ..outputs import atomic_write, read_text
 from ..plots import save
 from ..sweeps import FAILURE_FILE
 
@@ -37,7 +37,7 @@ def runs(root: Path) -> tuple[list[dict], list[str], list[dict]]:
     for run in sorted(jobs, key=lambda p: _job_number(p, root)):
         shown = [o for o in _overrides(run) if not o.startswith(HIDDEN)]
         try:
-            info = json.loads((run / "results.json").read_text())
+            info = json.loads(read_text(run / "results.json"))
             if not isinstance(info, dict):
                 raise ValueError("not a JSON object")
         except FileNotFoundError:
@@ -60,7 +60,7 @@ def _failure(run: Path) -> str:
     """Why a job has no results: its failure.json's message, else that it is missing (killed,
     still running, or never started)."""
     try:
-        message = json.loads((run / FAILURE_FILE).read_text()).get("message")
+        message = json.loads(read_text(run / FAILURE_FILE)).get("message")
         return f"failed: {message}" if message else "failed"
     except (OSError, ValueError, AttributeError):
         return "no results.json (missing: killed, still running or never started)"
@@ -68,8 +68,8 @@ def _failure(run: Path) -> str:
 
 def _overrides(run: Path) -> list[str]:
     try:
-        overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        overrides = yaml.safe_load(read_text(run / ".hydra" / "overrides.yaml"))
+    except (OSError, ValueError, yaml.YAMLError):
         return []
     return [str(o) for o in overrides] if isinstance(overrides, list) else []
 
@@ -80,8 +80,9 @@ def _number(value):
 
 def _curve(run: Path) -> list[tuple[int, float]]:
     try:
-        with open(run / "metrics.csv") as f:
-            return [(int(r["step"]), float(r["accuracy"])) for r in csv.DictReader(f) if r.get("split") == "val"]
+        text = read_text(run / "metrics.csv")
+        return [(int(r["step"]), float(r["accuracy"])) for r in csv.DictReader(io.StringIO(text))
+                if r.get("split") == "val"]
     except (OSError, KeyError, TypeError, ValueError, csv.Error):
         return []
 
@@ -145,7 +146,7 @@ def study_name(root: Path) -> str:
     """What the sweep in ``root`` studied: its experiment preset (``study_lr``), else the keys it
     swept, read from Hydra's ``multirun.yaml``; the folder's name if that cannot be read."""
     try:
-        record = yaml.safe_load((root / "multirun.yaml").read_text())
+        record = yaml.safe_load(read_text(root / "multirun.yaml"))
         hydra = record["hydra"]
         experiment = (hydra.get("runtime") or {}).get("choices", {}).get("experiment")
         if experiment:
@@ -154,7 +155,7 @@ def study_name(root: Path) -> str:
                  if "," in str(o).split("=", 1)[-1]]
         if swept:
             return "sweep of " + ", ".join(swept)
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         pass
     return root.name
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from ..config import Config
@@ -26,6 +27,11 @@ def train(cfg: DictConfig) -> float:
     out = output_dir()
     try:
         checked = run_config(cfg, list(HydraConfig.get().overrides.task))
+        # paths the user typed are relative to where they typed them, also with hydra.job.chdir=true
+        for group, key in (("data", "root"), ("train", "resume"), ("train", "init_from")):
+            value = getattr(getattr(checked, group), key)
+            if value and value != "latest":
+                setattr(getattr(checked, group), key, to_absolute_path(value))
         trainer = Trainer(checked, out)
         if checked.train.resume:
             trainer.load(checked.train.resume)

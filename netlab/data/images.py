@@ -33,7 +33,7 @@ def _gray(img) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
-def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
+def load_digit(path, size: int = 28, box: int = 20, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file (PNG, JPEG, ... of any size) as a (size, size) float array in [0, 1]
     with a light digit on black, as MNIST: dark-on-light images are inverted, the digit is
     cropped, scaled so its longer side is ``box`` pixels, and placed with its centre of
@@ -49,19 +49,20 @@ def load_digit(path, size: int = 28, box: int = 20) -> np.ndarray:
         raise DataError(f"image {path} is not a file")
     if size_on_disk > MAX_FILE_BYTES:
         raise DataError(f"{path}: {size_on_disk:,} bytes; a digit image over {MAX_FILE_BYTES:,} bytes is refused")
-    return prepare_digit(_decode(path, str(path)), str(path), size, box)
+    return prepare_digit(_decode(path, str(path), max_pixels), str(path), size, box)
 
 
-def digit_from_bytes(data: bytes, name: str = "the image", size: int = 28, box: int = 20) -> np.ndarray:
+def digit_from_bytes(data: bytes, name: str = "the image", size: int = 28, box: int = 20,
+                     max_pixels: int | None = None) -> np.ndarray:
     """:func:`load_digit` for an image sent as bytes (an upload), with the same checks."""
     import io
 
     if len(data) > MAX_FILE_BYTES:
         raise DataError(f"{name}: {len(data):,} bytes; a digit image over {MAX_FILE_BYTES:,} bytes is refused")
-    return prepare_digit(_decode(io.BytesIO(data), name), name, size, box)
+    return prepare_digit(_decode(io.BytesIO(data), name, max_pixels), name, size, box)
 
 
-def _decode(source, name: str) -> np.ndarray:
+def _decode(source, name: str, max_pixels: int | None = None) -> np.ndarray:
     """Luminance in [0, 1] of the image in ``source`` (a path or a binary file), bounded in pixels."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -69,8 +70,9 @@ def _decode(source, name: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise DataError(f"{name}: {img.width}x{img.height} pixels; images over {MAX_PIXELS:,} "
+                max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
+                if img.width * img.height > max_pixels:
+                    raise DataError(f"{name}: {img.width}x{img.height} pixels; images over {max_pixels:,} "
                                     f"pixels are refused")
                 img.load()
                 img = ImageOps.exif_transpose(img)  # photos are stored sideways with an orientation tag

@@ -33,7 +33,7 @@ class _Graph:
         self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
-    def layer(self, layer, index: int, x: str) -> str:
+    def layer(self, layer, index, x: str) -> str:
         """The nodes of ``layer`` reading tensor ``x``; returns the name of its output."""
         name, out = f"l{index}", f"l{index}_out"
         state = {k: backend.to_numpy(v) for k, v in layer.state_dict().items()}
@@ -58,6 +58,31 @@ class _Graph:
             return self.node("BatchNormalization", inputs, out, epsilon=float(layer.eps))
         if isinstance(layer, nn.ReLU):
             return self.node("Relu", [x], out)
+        if isinstance(layer, nn.Tanh):
+            return self.node("Tanh", [x], out)
+        if isinstance(layer, nn.Sigmoid):
+            return self.node("Sigmoid", [x], out)
+        if isinstance(layer, nn.LeakyReLU):
+            return self.node("LeakyRelu", [x], out, alpha=float(layer.negative_slope))
+        if isinstance(layer, nn.GELU):  # opset 17 has no Gelu: its tanh form, node by node
+            cube = self.node("Mul", [x, self.node("Mul", [x, x], f"{name}_sq")], f"{name}_cube")
+            inner = self.node("Add", [x, self.node("Mul", [cube, self.const(f"{name}.a", 0.044715)], f"{name}_ac")],
+                              f"{name}_in")
+            t = self.node("Tanh", [self.node("Mul", [inner, self.const(f"{name}.c", nn.GELU.C)], f"{name}_sc")],
+                          f"{name}_t")
+            half = self.node("Mul", [x, self.const(f"{name}.h", 0.5)], f"{name}_half")
+            return self.node("Mul", [half, self.node("Add", [t, self.const(f"{name}.one", 1.0)], f"{name}_1t")], out)
+        if isinstance(layer, nn.GlobalAvgPool2d):
+            return self.node("Flatten", [self.node("GlobalAveragePool", [x], f"{name}_gap")], out, axis=1)
+        if isinstance(layer, nn.Residual):
+            body = x
+            for i, inner in enumerate(layer.body):
+                body = self.layer(inner, f"{index}_b{i}", body)
+            skip = x
+            if layer.projection is not None:
+                for i, inner in enumerate(layer.projection):
+                    skip = self.layer(inner, f"{index}_p{i}", skip)
+            return self.node("Add", [body, skip], out)
         if isinstance(layer, nn.Flatten):
             return self.node("Flatten", [x], out, axis=1)
         if isinstance(layer, nn.Dropout):

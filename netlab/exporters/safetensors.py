@@ -7,6 +7,8 @@ loads them strictly), with the normalisation and the model file as metadata.
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +34,23 @@ def write(model: nn.Sequential, mean: float, std: float, input_shape, path: Path
 
 MAX_HEADER_BYTES = 1 << 24
 MAX_WEIGHT_BYTES = 1 << 31
+# safetensors dtype -> how its bytes read as NumPy (little-endian); BF16 is widened to float32
+DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+          "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
 def read_safetensors(path) -> tuple[dict, dict]:
-    """``(tensors, metadata)`` of a safetensors file, read as data: the header's length and every
-    tensor's size are checked against the file before anything is loaded."""
+    """``(tensors, metadata)`` of a safetensors file (netlab's or any program's), read as data:
+    the header (JSON) is bounded and checked first, every tensor's dtype, shape and byte range
+    against each other and the file, and only then are the bytes read. bfloat16 tensors, which
+    NumPy has no type for, come back as float32 (exactly: a bfloat16 is a float32's top half)."""
     path = Path(path)
     try:
         raw = path.open("rb")
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
     with raw:
-        size = path.stat().st_size
+        size = os.fstat(raw.fileno()).st_size
         head = raw.read(8)
         if len(head) < 8:
             raise CheckpointError(f"{path} is not a safetensors file (too short)")
@@ -54,26 +61,37 @@ def read_safetensors(path) -> tuple[dict, dict]:
             header = json.loads(raw.read(n))
         except ValueError:
             raise CheckpointError(f"{path} is not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a safetensors file (its header is not a mapping)")
-    total = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            start, end = info["data_offsets"]
-            total += int(end) - int(start)
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {key!r} has no valid data_offsets") from None
-    if total > min(MAX_WEIGHT_BYTES, size):
-        raise CheckpointError(f"{path}: its tensors claim {total:,} bytes, more than the file holds")
-    from safetensors.numpy import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for a damaged file
-        raise CheckpointError(f"{path}: damaged safetensors file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path} is not a safetensors file (its header is not a mapping)")
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise CheckpointError(f"{path}: its metadata is not a mapping of text")
+        data_size, plan, total = size - 8 - n, {}, 0
+        for key, info in header.items():
+            try:
+                dtype, shape, (start, end) = DTYPES[info["dtype"]], [int(d) for d in info["shape"]], info["data_offsets"]
+                start, end = int(start), int(end)
+            except (KeyError, TypeError, ValueError):
+                raise CheckpointError(f"{path}: tensor {key!r} has no valid dtype, shape and data_offsets "
+                                      f"(dtypes netlab reads: {', '.join(DTYPES)})") from None
+            itemsize = np.dtype(dtype).itemsize
+            if min(shape, default=0) < 0 or not 0 <= start <= end <= data_size \
+                    or end - start != math.prod(shape) * itemsize:
+                raise CheckpointError(f"{path}: tensor {key!r} claims shape {shape} at bytes {start}-{end}, which "
+                                      f"does not fit the file; it is damaged")
+            total += end - start
+            plan[key] = (dtype, info["dtype"], shape, start)
+        if total > MAX_WEIGHT_BYTES:
+            raise CheckpointError(f"{path}: its tensors claim {total:,} bytes; refusing more than {MAX_WEIGHT_BYTES:,}")
+        tensors = {}
+        for key, (dtype, kind, shape, start) in plan.items():
+            raw.seek(8 + n + start)
+            count = math.prod(shape)
+            a = np.frombuffer(raw.read(count * np.dtype(dtype).itemsize), dtype=dtype, count=count).reshape(shape)
+            if kind == "BF16":
+                a = (a.astype(np.uint32) << 16).view(np.float32)
+            tensors[key] = a.astype(a.dtype.newbyteorder("="))
     for key, a in tensors.items():
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values")
-    return tensors, dict(header.get("__metadata__") or {})
+    return tensors, metadata

@@ -235,6 +235,78 @@ class ReLU(Module):
         return dy * self.xp.astype(self.y > 0, dy.dtype)
 
 
+class _Activation(Module):
+    """An elementwise activation: ``forward`` keeps what its derivative needs."""
+
+
+class Tanh(_Activation):
+    def forward(self, x):
+        self.y = self.xp.tanh(x)
+        return self.y
+
+    def backward(self, dy, input_grad: bool = True):
+        return dy * (1.0 - self.y * self.y)
+
+
+class Sigmoid(_Activation):
+    def forward(self, x):
+        xp = self.xp
+        # 1 / (1 + e^-x) without overflow: e^-|x| is at most 1
+        z = xp.exp(-xp.abs(x))
+        self.y = xp.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+        return self.y
+
+    def backward(self, dy, input_grad: bool = True):
+        return dy * self.y * (1.0 - self.y)
+
+
+class LeakyReLU(_Activation):
+    """x for x > 0, ``negative_slope * x`` otherwise."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+    def forward(self, x):
+        self.positive = x > 0
+        return self.xp.where(self.positive, x, self.negative_slope * x)
+
+    def backward(self, dy, input_grad: bool = True):
+        return self.xp.where(self.positive, dy, self.negative_slope * dy)
+
+
+class GELU(_Activation):
+    """GELU in its tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch's
+    ``GELU(approximate="tanh")`` (the exact form needs erf, which the array API lacks)."""
+
+    C = math.sqrt(2.0 / math.pi)
+
+    def forward(self, x):
+        self.x = x
+        self.t = self.xp.tanh(self.C * (x + 0.044715 * x * x * x))
+        return 0.5 * x * (1.0 + self.t)
+
+    def backward(self, dy, input_grad: bool = True):
+        x, t = self.x, self.t
+        dinner = self.C * (1.0 + 3 * 0.044715 * x * x)
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
+
+
+class GlobalAvgPool2d(Module):
+    """The mean of each channel over its whole map: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return self.xp.mean(x, axis=(2, 3))
+
+    def backward(self, dy, input_grad: bool = True):
+        n, c, h, w = self.x_shape
+        return self.xp.broadcast_to((dy * (1.0 / (h * w)))[:, :, None, None], (n, c, h, w))
+
+
 class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability p and scale the rest by 1/(1-p)."""
 

@@ -71,6 +71,9 @@ class Module:
                 if tuple(new.shape) != tuple(old.shape):
                     raise ValueError(f"shape mismatch for {prefix + k!r}: checkpoint has {tuple(new.shape)}, "
                                      f"model expects {tuple(old.shape)}")
+                if _is_float(new) != _is_float(old):  # an integer weight would be cast and trained on silently
+                    raise ValueError(f"{prefix + k!r} holds {'floats' if _is_float(new) else 'integers'}; the model "
+                                     f"keeps {'floats' if _is_float(old) else 'integers'} there")
                 store[k] = self._move(new, float_=_is_float(old))
 
     def num_parameters(self) -> int:
