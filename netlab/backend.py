@@ -300,10 +300,13 @@ class Generator:
         return xp.reshape(h, shape)
 
     def random(self, xp, shape, dtype=None, device=None):
-        """Uniform floats in the open interval (0, 1)."""
+        """Uniform floats in the open interval (0, 1): the top 24 bits of a draw, centred in their
+        cell. In float32, 2**24 - 0.5 rounds up to 2**24, so the last cell is kept below 1 (the
+        largest float32 under 1): everything else is exact, and Box-Muller's log and a
+        probability test ``u < p`` stay right at the edges."""
         dtype = xp.float32 if dtype is None else dtype
         top = xp.astype(self.bits(xp, shape, device) >> 8, dtype)
-        return (top + 0.5) * (1.0 / (1 << 24))
+        return xp.minimum((top + 0.5) * (1.0 / (1 << 24)), 1.0 - 2.0 ** -24)
 
     def uniform(self, xp, low, high, shape, dtype=None, device=None):
         return low + (high - low) * self.random(xp, shape, dtype, device)

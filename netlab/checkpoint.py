@@ -9,7 +9,8 @@ it), written atomically. Its keys:
 - the loop's counters (:data:`COUNTERS`), ``best_val``, ``train_time_s``, ``elapsed_s``;
 - ``run_loss``, ``run_correct``, ``run_count``: training sums since the last evaluation;
 - ``metrics.<column>``: the metrics log so far;
-- ``data_mean``, ``data_std``: the normalisation the model trained with;
+- ``data_mean``, ``data_std``: the normalisation the model trained with (numbers for one
+  channel; 1-d arrays of one number per channel for more);
 - ``config``: the run's config as YAML; ``format``: :data:`FORMAT`.
 
 This module is the format only: it knows arrays, numbers and text, not models or the schema
@@ -53,8 +54,8 @@ class Checkpoint:
     best_val: float = -1.0
     train_time_s: float = 0.0
     elapsed_s: float = 0.0
-    mean: float = 0.0
-    std: float = 1.0
+    mean: float | tuple = 0.0   # a number, or one per channel
+    std: float | tuple = 1.0
     config: str = ""
 
     def to_arrays(self) -> dict:
@@ -67,7 +68,8 @@ class Checkpoint:
                    run_count=self.running["count"])
         out.update({METRICS + c: self.metrics[c] for c in COLUMNS})
         out.update(best_val=self.best_val, train_time_s=self.train_time_s, elapsed_s=self.elapsed_s,
-                   data_mean=self.mean, data_std=self.std, config=self.config, format=FORMAT)
+                   data_mean=_statistic(self.mean), data_std=_statistic(self.std), config=self.config,
+                   format=FORMAT)
         return out
 
     @classmethod
@@ -82,9 +84,17 @@ class Checkpoint:
             running={"loss": f.number("run_loss"), "correct": f.number("run_correct"), "count": f.integer("run_count")},
             metrics=f.columns(METRICS, COLUMNS),
             best_val=f.number("best_val", low=-1.0), train_time_s=f.number("train_time_s"),
-            elapsed_s=f.number("elapsed_s"), mean=f.number("data_mean", low=None),
-            std=f.number("data_std", low=None, positive=True), config=f.text("config"),
+            elapsed_s=f.number("elapsed_s"), mean=f.channels("data_mean"),
+            std=f.channels("data_std", positive=True), config=f.text("config"),
         )
+
+
+MAX_CHANNELS = 4096  # models.build's bound on an input size
+
+
+def _statistic(value):
+    """A normalisation statistic as stored: a number as it is, one per channel as a 1-d array."""
+    return np.asarray(value, dtype=np.float64) if isinstance(value, (tuple, list)) else value
 
 
 class _Fields:
@@ -115,6 +125,20 @@ class _Fields:
             rule = "a finite number" + (" > 0" if positive else f" >= {low:g}" if low is not None else "")
             raise self._bad(key, rule)
         return float(a)
+
+    def channels(self, key, positive: bool = False):
+        """A normalisation statistic: a finite number (one channel), or a 1-d array of one finite
+        number per channel (> 0 with ``positive``), given back as a tuple."""
+        a = self._get(key)
+        if a.shape == ():
+            return self.number(key, low=None, positive=positive)
+        if a.ndim != 1 or not 1 <= a.shape[0] <= MAX_CHANNELS or a.dtype.kind not in "iuf" \
+                or not np.all(np.isfinite(a)) or (positive and not np.all(a > 0)):
+            rule = "a finite number or a 1-d array of finite numbers, one per channel" + (
+                ", each > 0" if positive else "")
+            raise self._bad(key, rule)
+        values = tuple(float(v) for v in a)
+        return values[0] if len(values) == 1 else values
 
     def text(self, key) -> str:
         a = self._get(key)
@@ -147,6 +171,8 @@ class _Fields:
         if len(lengths) != 1 or len(next(iter(lengths))) != 1:
             raise self._bad(prefix + "*", "columns of one dimension and equal length")
         for c, a in cols.items():
+            if a.size == 0:  # no evaluation yet (a checkpoint before the first one): empty of any dtype
+                continue
             if c == "split":
                 if a.dtype.kind != "U" or not set(a.tolist()) <= set(SPLITS):
                     raise self._bad(prefix + c, f"text among {', '.join(SPLITS)}")

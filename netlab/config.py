@@ -44,7 +44,7 @@ CONF_DIR = _conf_dir()
 
 EVAL_BATCH_SIZE = 1000  # images per forward pass wherever netlab evaluates (training, evaluate, the PyTorch twin)
 AUTO = "auto"
-CONV_CHOICES = (AUTO, "im2col", "fft")  # backend.conv: nn.layers.CONV_ALGORITHMS and auto
+CONV_CHOICES = (AUTO, "im2col", "fft", "winograd")  # backend.conv: nn.layers.CONV_ALGORITHMS and auto
 SCHEDULE_CHOICES = ("constant", "step", "cosine", "onecycle")  # optim.SCHEDULES
 
 
@@ -137,7 +137,7 @@ class BackendConfig(Checked):
     KEY = "backend"
     name: str = setting("numpy", one_of(*BACKENDS))   # numpy (CPU), cupy (CUDA GPU), torch or array_api_strict
     threads: Optional[int] = setting(None, count(1, 1024))  # BLAS and FFT threads on the CPU; None keeps the library's default
-    conv: str = setting(AUTO, one_of(*CONV_CHOICES))  # how convolutions compute: im2col, fft (stride 1) or auto (per layer)
+    conv: str = setting(AUTO, one_of(*CONV_CHOICES))  # how convolutions compute: im2col, fft (stride 1), winograd (3x3, stride 1) or auto (per layer)
 
 
 @dataclass
@@ -167,15 +167,26 @@ class AugmentConfig(Checked):
 @dataclass
 class DataConfig(Checked):
     KEY = "data"
-    name: str = setting("mnist", one_of(*DATASETS))  # mnist or fashion_mnist
-    root: Optional[str] = None  # folder with the four IDX files; None: $NETLAB_DATA/<name> or the cache
+    name: str = setting("mnist", one_of(*DATASETS))  # mnist, fashion_mnist, kmnist, emnist (balanced), cifar10, or folder (your images)
+    root: Optional[str] = None  # folder with the dataset's files (folder: one subfolder per class); None: $NETLAB_DATA/<name> or the cache
     download: bool = True       # fetch missing files (into root, or netlab's cache)
-    verify: bool = True         # compare with the official files' SHA-256
+    verify: bool = True         # compare with the official files' checksums
     val_fraction: float = setting(0.1, FRACTION)  # training images held out for validation, before any augmentation
     normalize: bool = True      # zero mean, unit variance from training statistics; off: pixels in [0, 1]
     shuffle: bool = True        # a new order of the training images every epoch
     limit: Optional[int] = setting(None, count(2))  # keep only the first images of each file (smoke runs)
+    test_fraction: float = setting(0.1, FRACTION)  # folder: images held out for testing when it has no test/ subfolder
+    classes: Optional[List[str]] = None  # folder: its class names (the subfolders), recorded when a run starts
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self):
+        if self.classes is not None:
+            names = list(self.classes)
+            if DATASETS.lookup(self.name).classes:
+                self.refuse("classes", f"unset for {self.name}, whose classes are fixed (it is for data=folder)",
+                            names)
+            if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+                self.refuse("classes", "a list of distinct, non-empty class names", names)
 
 
 @dataclass
@@ -292,7 +303,7 @@ class TrainConfig(Checked):
     eval_every: int = setting(250, count(1))  # steps between train/val/test evaluations (and at each epoch's end)
     eval_batch_size: int = setting(EVAL_BATCH_SIZE, BATCH)  # images per forward pass when evaluating
     checkpoint_every: int = setting(250, count(1))  # steps between checkpoints/last.npz
-    resume: Optional[str] = None  # a run directory or a checkpoint .npz to continue from
+    resume: Optional[str] = None  # a run directory or a checkpoint .npz to continue from; latest; auto: this run's own folder if it holds a checkpoint, else start
     init_from: Optional[str] = None  # start from these weights (a safetensors file, a run's best or a .npz)
     patience: int = setting(0, count(0))  # stop after this many evaluations without a better val accuracy; 0: off
     label_smoothing: float = setting(0.0, between(0.0, 1.0, high_open=True))  # training targets: 1 - s + s/K and s/K
@@ -354,7 +365,7 @@ class Config(Checked):
             if isinstance(settings, dict) and set(settings) - set(known):  # YAML read back is untyped
                 self.refuse(f"logger.{name}", f"settings among {known}", sorted(set(settings) - set(known)))
         classes = len(DATASETS.lookup(self.data.name).classes)
-        if self.model.num_classes != classes:
+        if classes and self.model.num_classes != classes:  # a folder's classes are its subfolders: counted on loading
             self.refuse("model.num_classes", f"{classes}, the number of classes of {self.data.name}",
                         self.model.num_classes)
         side = min(self.model.input_shape[-2:]) if len(self.model.input_shape) >= 2 else None
@@ -453,7 +464,7 @@ class ServeConfig(SavedModelConfig):
 class BenchConfig(Checked):
     backend: BackendConfig = field(default_factory=BackendConfig)
     model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
-    mode: str = setting("step", one_of("step", "e2e"))  # step: time training steps beside PyTorch; e2e: whole runs of both on MNIST
+    mode: str = setting("step", one_of("step", "e2e", "roofline"))  # step: training steps beside PyTorch; e2e: whole runs of both on MNIST; roofline: each layer against this machine's limits
     batch_sizes: List[int] = setting(rule=BATCH, factory=lambda: [64, 256])  # batch sizes to time
     threads: Optional[int] = setting(None, count(1, 1024))  # CPU threads for both libraries; None: every core this process may use
     warmup: int = setting(3, count(0))  # untimed steps per contender
@@ -522,6 +533,17 @@ JOB_LOGGING = {
 }
 
 
+# The other commands' log: to stderr only (their answers, such as export's JSON report, are stdout's).
+CONSOLE_LOGGING = {
+    "version": 1,
+    "formatters": {"netlab": {"()": "netlab.console.LogFormatter", "stamp": False}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "netlab", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": JOB_LOGGING["loggers"],
+    "disable_existing_loggers": False,
+}
+
+
 def register() -> None:
     """Store the schema (``netlab_schema``), every group option and the commands' schemas in
     Hydra's ConfigStore."""
@@ -540,6 +562,7 @@ def register() -> None:
     for name, cls in COMMAND_SCHEMAS.items():
         cs.store(name=name, node=cls)
     cs.store(group="hydra/job_logging", name="netlab", node=JOB_LOGGING)
+    cs.store(group="hydra/job_logging", name="netlab_stderr", node=CONSOLE_LOGGING)
     for command in COMMANDS:  # the --help each command's conf/*.yaml picks; netlab.cli.help writes the text
         cs.store(group="hydra/help", name=f"netlab_{command}", node={"app_name": f"netlab-{command}"})
 

@@ -125,7 +125,8 @@ class MLflowLogger(Logger):
     def on_fit_end(self, trainer, results):
         logged = {f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", "accuracy")}  # the curves have them
         self.mlflow.log_metrics({k: v for k, v in results.items() if isinstance(v, (int, float)) and v is not None
-                                 and not isinstance(v, bool) and k not in logged and k.endswith(("accuracy", "_s"))},
+                                 and not isinstance(v, bool) and k not in logged
+                                 and ("accuracy" in k or k.endswith("_s") or k == "best_step")},
                                 step=results.get("steps", 0))
         for path in trainer.artifacts():
             if path.exists():

@@ -31,8 +31,8 @@ class SavedModel:
 
     model: object       # nn.Sequential
     config: Config      # the run's config; for outside weights, the defaults with their model file
-    mean: float         # normalisation: (pixels in [0, 1] - mean) / std
-    std: float
+    mean: float | tuple  # normalisation: (pixels in [0, 1] - mean) / std, a number or one per channel
+    std: float | tuple
     path: Path          # the file the weights came from
     step: int | None    # the training step they are from, when the file says
     xp: object
@@ -45,7 +45,8 @@ class SavedModel:
 
     @property
     def classes(self) -> list[str]:
-        return list(DATASETS.lookup(self.config.data.name).classes)
+        """The class names: the dataset's, or those recorded for a folder dataset (its subfolders)."""
+        return list(self.config.data.classes or DATASETS.lookup(self.config.data.name).classes)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -123,11 +124,16 @@ def load(path, xp=None, which: str = "best", model: ModelConfig | None = None, m
         cfg = _outside_config(path, meta, model)
     if model is not None:
         cfg.model = model
-    mean = mean if mean is not None else _number(meta.get("mean"))
-    std = std if std is not None else _number(meta.get("std"))
-    if mean is None or std is None or std <= 0:
+    mean = _channels(mean) if mean is not None else _channels(meta.get("mean"))
+    std = _channels(std) if std is not None else _channels(meta.get("std"))
+    if mean is None or std is None or min(std if isinstance(std, tuple) else (std,)) <= 0:
         raise ConfigError(f"{path} does not say how its images were normalised; give mean= and std= (the "
                           f"training images' pixel mean and standard deviation, in [0, 1] units)")
+    channels = cfg.model.input_shape[0] if len(cfg.model.input_shape) == 3 else 1
+    for name, value in (("mean", mean), ("std", std)):
+        if isinstance(value, tuple) and len(value) != channels:
+            raise CheckpointError(f"{path}: its normalisation {name} has {len(value)} channels but the model "
+                                  f"takes {channels}")
     try:
         built = models.build(cfg.model, conv)
     except ConfigError as exc:
@@ -158,6 +164,35 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
+MAX_CHANNELS = 4096  # models.build's bound on an input size
+
+
+def _channels(value):
+    """A normalisation statistic as netlab uses it: a number (one channel, or every channel
+    alike) or a tuple of one finite number per channel; from a number, a sequence, an array, or
+    text (a safetensors file's metadata: ``0.13`` or ``[0.49, 0.48, 0.45]``). None if it is
+    none of these."""
+    import json
+
+    import numpy as np
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip().startswith("[") else value
+        except ValueError:
+            return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        if not 1 <= len(value) <= MAX_CHANNELS or any(isinstance(v, (bool, list, tuple, dict)) for v in value):
+            return None
+        numbers = [_number(v) for v in value]
+        if any(v is None for v in numbers):
+            return None
+        return numbers[0] if len(numbers) == 1 else tuple(numbers)
+    return None if isinstance(value, bool) else _number(value)
+
+
 def _outside_config(path, meta: dict, model):
     """The Config of weights from a safetensors file: the defaults, its dataset, and its model
     file (the metadata's, read as data, or the one the user names)."""
@@ -168,12 +203,46 @@ def _outside_config(path, meta: dict, model):
         layers = checkpoint.plain_yaml(meta["model"], f"{path}: its model metadata")
         if not isinstance(layers, dict) or not isinstance(layers.get("layers"), list):
             raise CheckpointError(f"{path}: its model metadata is not a list of layers")
+        shape = _shape(meta.get("input_shape", "[1, 28, 28]"))
+        if shape is None:
+            raise CheckpointError(f"{path}: its input_shape metadata is not a JSON list of sizes")
         try:
             model = ModelConfig(name=str(meta.get("model_name", "outside")), layers=layers["layers"],
-                                num_classes=int(meta.get("num_classes", 10)))
+                                num_classes=int(meta.get("num_classes", 10)), input_shape=shape)
         except (ConfigError, ValueError) as exc:
             raise CheckpointError(f"{path}: its model metadata is invalid ({exc})") from None
+    classes = None
+    if not DATASETS.get(str(meta.get("dataset", "mnist")), DATASETS["mnist"]).classes:
+        classes = _names(meta.get("classes"))  # a folder dataset's class names live in the file's metadata
+        if classes is None:
+            raise CheckpointError(f"{path}: its classes metadata is not a JSON list of names (a folder "
+                                  f"dataset's classes are its subfolders, which the file must name)")
     try:
-        return Config(data=DataConfig(name=str(meta.get("dataset", "mnist"))), model=model)
+        return Config(data=DataConfig(name=str(meta.get("dataset", "mnist")), classes=classes), model=model)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+
+
+def _names(text):
+    """A JSON list of class names (a safetensors file's ``classes`` metadata), or None."""
+    import json
+
+    try:
+        names = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    ok = isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    return names if ok else None
+
+
+def _shape(text):
+    """A JSON list of one to three sizes (a safetensors file's ``input_shape`` metadata), or None."""
+    import json
+
+    try:
+        shape = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    ok = isinstance(shape, list) and 1 <= len(shape) <= 3 and all(
+        isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_CHANNELS for d in shape)
+    return shape if ok else None

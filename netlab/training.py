@@ -62,7 +62,11 @@ class Trainer:
             self.model.to(xp)
         dc = cfg.data
         self.splits = data.load(xp, dc.name, dc.root, val_fraction=dc.val_fraction, seed=cfg.seed,
-                                download=dc.download, verify=dc.verify, limit=dc.limit)
+                                download=dc.download, verify=dc.verify, limit=dc.limit,
+                                input_shape=cfg.model.input_shape, test_fraction=dc.test_fraction,
+                                classes=dc.classes, num_classes=cfg.model.num_classes)
+        if not data.DATASETS[dc.name].classes:  # a folder's classes are its subfolders: recorded with the run
+            dc.classes = list(self.splits.classes)
         self.mean, self.std = (self.splits.mean, self.splits.std) if dc.normalize else (0.0, 1.0)
         self._check_data_fits_model()
         root = backend.Generator(cfg.seed)

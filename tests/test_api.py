@@ -43,6 +43,7 @@ def test_fit_trains_as_the_command_line_does_and_returns_the_run(run):
 def test_a_loaded_model_predicts_on_arrays_as_the_image_pipeline_does(run):
     model = run.model
     images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    images = images[:, 0]  # (N, 1, 28, 28): one channel
     probs = model.predict_proba(images)  # uint8 as in the files
     assert probs.shape == (200, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(model.predict_proba(images.astype(np.float32) / 255), probs, atol=1e-6)

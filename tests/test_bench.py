@@ -1,21 +1,18 @@
-"""The bench runs (smoke mode: one tiny batch, one repeat; nothing about speed is asserted)."""
+"""The bench runs (smoke mode: one tiny batch, one repeat; nothing about speed is asserted), and
+each of its refused settings is one paragraph."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests" / "data" / "mnist-small"
+import pytest
+
+from netlab.cli import bench as bench_app
+from conftest import FIXTURE, assert_one_paragraph, cli, in_process
 
 
 def bench(tmp_path, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "netlab.bench", *args, f"hydra.run.dir={tmp_path}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = cli("netlab.bench", *args, f"out={tmp_path}", cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads((tmp_path / "bench.json").read_text()), done.stdout
 
@@ -42,3 +39,37 @@ def test_e2e_mode_smoke(tmp_path):
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_time_s"] > 0, name
         assert (r["steps"], r["images"]) == (3, 48), name
     assert ("ratio" in report) == ("torch" in report) and "netlab    |" in out
+
+
+BAD_SETTINGS = [
+    # (overrides, message)
+    (["batch_sizes=[0]"], "batch_sizes must be an integer in [1, 65536] (each)"),
+    (["batch_sizes=[-1,64]"], "batch_sizes must be an integer in [1, 65536] (each)"),
+    (["batch_sizes=[]"], "batch_sizes must be a list"),
+    (["repeats=0"], "repeats must be an integer >= 1"),
+    (["steps=0"], "steps must be an integer >= 1"),
+    (["warmup=-1"], "warmup must be an integer >= 0"),
+    (["mode=fast"], "mode must be one of step, e2e"),
+    (["threads=0"], "threads must be an integer in [1, 1024]"),
+    (["epochs=0"], "epochs must be an integer >= 1"),
+    (["runs=0"], "runs must be an integer >= 1"),
+    (["mode=e2e", "recipe=nope"], "recipe='nope' is not a training preset; choose one of: best, best_residual, fast99, resnet"),
+    (["mode=e2e", "recipe=../model/seed_cnn"], "is not a training preset"),
+    (["mode=e2e", "recipe=study_lr"], "recipe=study_lr is a sweep of several runs"),
+    (["mode=e2e", "train_overrides=['train.max_step=2']"], "Could not override 'train.max_step'"),
+    (["mode=e2e", "train_overrides=['train.max_steps=abc']"], "cannot compose the config"),
+    (["mode=e2e", "train_overrides=['model=nope']"], "cannot compose the config"),
+    (["mode=e2e", "train_overrides=[1,2]"], "cannot compose the config"),
+    (["mode=e2e", "train_overrides=['backend.threads=1']"], "sets what the bench sets itself"),
+    (["mode=e2e", "train_overrides=['train.patience=3']"], "sets what the bench sets itself"),
+    (["mode=e2e", "train_overrides=['+experiment=fast99']"], "sets what the bench sets itself"),
+    (["backend.conv=strassen"], "backend.conv must be one of"),
+    (["backend.conv=fft", "model=fast_cnn", "smoke=true"], "(backend.conv=fft)"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_SETTINGS, ids=[f"bench-{' '.join(o)}" for o, _ in BAD_SETTINGS])
+def test_bad_command_arguments_get_one_paragraph(capsys, overrides, message):
+    status, err = in_process(bench_app.bench, "bench", *overrides, capsys=capsys)
+    assert_one_paragraph(err, status)
+    assert message in err

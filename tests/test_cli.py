@@ -1,14 +1,15 @@
-"""The commands as a user runs them: exit codes, one-paragraph errors, evaluate and predict,
-and a real kill -9 in the middle of training."""
+"""The commands as a user runs them (train, evaluate, predict) and the exit policy: exit codes,
+one-paragraph errors, Ctrl-C, data read only where the user says, a real kill -9 in the middle of
+training."""
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
-import random
+import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +18,81 @@ import pytest
 from PIL import Image
 
 from netlab import backend, checkpoint, saved
+from netlab.cli import evaluate as evaluate_app, predict as predict_app
+from netlab.config import compose
 from netlab.data.datasets import DATASETS, load_split
 from netlab.data.images import load_digit
-from conftest import FIXTURE, ROOT, SMALL, cli
+from netlab.outputs import write_json
+from conftest import FIXTURE, ROOT, SMALL, assert_one_paragraph, cli, drawn, in_process, tampered, wait_for
+
+
+# ------------------------------------------------- command defaults that keep a run's files safe
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["results.json", "metrics.csv", "train.log", "curves.png", "checkpoints/best.npz",
+                                    "checkpoints/last.npz", ".hydra/config.yaml", "checkpoints/other.onnx"])
+def test_export_never_writes_over_a_runs_own_files(run, tmp_path, capsys, target):
+    """``out=`` naming a file the run keeps for itself is refused before anything is read or
+    written, on every install (the check comes before the format's package is needed)."""
+    from netlab.cli import export as export_app
+
+    before = _snapshot(run)
+    status, err = in_process(export_app.export, "export", f"checkpoint={run}", f"out={run / target}",
+                             "format=safetensors", capsys=capsys)
+    assert_one_paragraph(err, status)
+    assert "one of the run's own files" in err or "the file it is made from" in err, err
+    assert _snapshot(run) == before
+
+
+def test_export_writes_beside_the_checkpoint_by_default_not_over_it():
+    """The default ``out`` is None: the command then writes <which>.<format> into the run folder."""
+    from netlab.config import ExportConfig
+
+    assert (ExportConfig.out, ExportConfig.which, ExportConfig.verify) == (None, "best", "random")
+
+
+@pytest.mark.parametrize("out", ["checkpoints", ".hydra"])
+def test_evaluate_never_writes_into_a_runs_checkpoints(run, tmp_path, capsys, out):
+    before = _snapshot(run)
+    status, err = in_process(evaluate_app.evaluate, "evaluate", f"checkpoint={run}", f"out={run / out}",
+                             f"data.root={FIXTURE}", "data.verify=false", capsys=capsys)
+    assert_one_paragraph(err, status)
+    assert "one of the run's own files" in err, err
+    assert _snapshot(run) == before
+
+
+def test_data_is_read_where_the_user_says_by_default():
+    """evaluate and export take the data folder and downloading from their own settings (a
+    checkpoint's are never consulted): root None means $NETLAB_DATA or netlab's cache."""
+    from netlab.config import EvaluateConfig, ExportConfig, SourceDataConfig
+
+    assert EvaluateConfig(checkpoint="RUN").data == ExportConfig(checkpoint="RUN").data \
+        == SourceDataConfig(root=None, download=True, verify=True)
+    assert (EvaluateConfig.which, EvaluateConfig.split) == ("best", "test")
+
+
+# ---------------------------------------------- the summary names the best run (text that is right)
+def test_the_summary_names_the_run_with_the_best_validation_accuracy(tmp_path):
+    """Three runs whose validation, test and best-validation orders all differ, the best by
+    validation neither first nor last: the line names run 1, its overrides and its figures."""
+    from conftest import make_sweep
+    from netlab.cli import summarize
+
+    def results(val, test, best):
+        return json.dumps({"val_accuracy": val, "test_accuracy": test, "best_val_accuracy": best,
+                           "train_time_s": 3.0, "images_per_s": 100.0, "epochs": 1, "steps": 10})
+
+    root = make_sweep(tmp_path / "sweep", {"0_a1": results(0.90, 0.97, 0.99), "1_b2": results(0.95, 0.92, 0.96),
+                                           "2_c3": results(0.93, 0.94, 0.95), "3_d4": None})
+    text = summarize.markdown(*summarize.runs(root))
+    best = [line for line in text.splitlines() if line.startswith("Best by")]
+    assert best == ["Best by validation accuracy: run 1 `optimizer.lr=2`, 95.00% val, 92.00% test."], text
 
 
 @pytest.mark.parametrize("args,message", [
-    (["backend=tpu"], "Could not find 'backend/tpu'"),                  # refused by Hydra while composing
+    (["backend=tpu"], "unknown option backend=tpu; choose one of: array_api_strict, cupy"),  # refused by Hydra while composing
     (["optimizer.lr=fast"], "optimizer.lr"),
     (["trian.epochs=1"], "trian"),
     (["optimizer.lr=-1"], "netlab: error: invalid setting: optimizer.lr must be a finite number > 0"),  # by netlab
@@ -31,7 +100,7 @@ from conftest import FIXTURE, ROOT, SMALL, cli
     (["data.name=cifar"], "netlab: error: invalid setting: data.name must be one of"),
     (["data.root=/nonexistent/folder", "data.download=false"], "not found in /nonexistent/folder"),
     (["model.layers=[flatten,{lineer:10}]"], "netlab: error: unknown layer 'lineer'"),
-    ([*SMALL, "train.resume=/nonexistent/run"], "netlab: error: checkpoint /nonexistent/run not found"),
+    ([*SMALL, "train.resume=/nonexistent/run"], "netlab: error: train.resume=/nonexistent/run: no run to continue"),
 ])
 def test_bad_input_exits_2_with_one_message(tmp_path, args, message):
     done = cli("netlab.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -85,18 +154,10 @@ def test_evaluate_reports_what_training_measured_beside_the_run(trained, tmp_pat
     assert not (tmp_path / "outputs").exists()  # nothing left where the command ran
 
 
-def drawn(image: np.ndarray, dark_on_light: bool) -> Image.Image:
-    """An MNIST digit as a user would draw it: large, off-centre, either polarity."""
-    background = 255 if dark_on_light else 0
-    ink = 255 - image if dark_on_light else image
-    paper = Image.new("L", (300, 220), background)
-    paper.paste(Image.fromarray(ink).resize((168, 168), Image.Resampling.BICUBIC), (100, 20))
-    return paper
-
-
 @pytest.mark.parametrize("dark_on_light", [True, False])
 def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
     images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    images = images[:, 0]  # (N, 1, 28, 28): one channel
     drawn(images[0], dark_on_light).save(tmp_path / "digit.png")
     done = cli("netlab.predict", f"checkpoint={trained}", f"image={tmp_path / 'digit.png'}", "json=true", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -114,107 +175,37 @@ def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
         assert p == pytest.approx(probs[int(cls)], abs=1e-5), cls
 
 
-@pytest.mark.parametrize("dark_on_light", [True, False])
-def test_user_digit_is_prepared_like_mnist(tmp_path, dark_on_light):
-    images, _ = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
-    original = images[1].astype(np.float64) / 255
-    drawn(images[1], dark_on_light).save(tmp_path / "d.png")
-    prepared = load_digit(tmp_path / "d.png")
-    assert prepared.shape == (28, 28) and prepared.max() == pytest.approx(1.0, abs=0.02)
-    assert prepared[0].max() == 0 and prepared[:, 0].max() == 0  # light digit on black, with a margin
-    assert np.corrcoef(prepared.ravel(), original.ravel())[0, 1] > 0.8
-
-
-def test_blank_image_is_refused(tmp_path):
-    Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
-    with pytest.raises(Exception, match="no digit found"):
-        load_digit(tmp_path / "blank.png")
-
-
 @pytest.mark.slow
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    """A real SIGKILL at a random moment: the atomic checkpoint survives and resuming ends identical."""
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, spawn, rng):
+    """A real SIGKILL at a random moment: the atomic checkpoint survives and resuming ends identical.
+    The moment is drawn from the test's seeded generator, so a failure can be reproduced."""
     args = [*SMALL, "train.max_steps=60", "train.checkpoint_every=3", "model.dropout=0.2", "data.augment.enabled=true"]
-    env_cmd = [sys.executable, "-m", "netlab.train", *args]
 
-    def run(out, *extra, wait=True):
-        cmd = [*env_cmd, *extra, f"hydra.run.dir={out}"]
-        env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300) if wait else \
-            subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def run(out, *extra):
+        return cli("netlab.train", *args, *extra, f"hydra.run.dir={out}", cwd=tmp_path)
 
     assert run(tmp_path / "straight").returncode == 0
-    proc = run(tmp_path / "killed", wait=False)
+    pause = float(rng.uniform(0.0, 0.3))  # anywhere: mid-step, mid-evaluation, mid-checkpoint
+    when = f"killed {pause:.3f}s after the first checkpoint"
+    proc = spawn("netlab.train", *args, f"hydra.run.dir={tmp_path / 'killed'}", cwd=tmp_path)
     last = tmp_path / "killed" / "checkpoints" / "last.npz"
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 0.3))  # anywhere: mid-step, mid-evaluation, mid-checkpoint
+    wait_for(last.exists, "the run's first checkpoint", proc=proc)
+    time.sleep(pause)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = checkpoint.read(last).counters["step"]
-    assert step < 60, "the run finished before it was killed; nothing was tested"
+    assert step < 60, f"the run finished before it was killed; nothing was tested ({when})"
     done = run(tmp_path / "resumed", f"train.resume={tmp_path / 'killed'}")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"{when}\n{done.stderr}"
     a, b = checkpoint.read(tmp_path / "straight"), checkpoint.read(tmp_path / "resumed")
     for part in ("model", "optimizer"):
         for k, v in getattr(a, part).items():
-            np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=k)
-
-
-def run_on_a_terminal(args, cwd, size=(40, 160), timeout=120) -> str:
-    """Run ``python -m ARGS`` with stdout and stderr on a pseudo-terminal of ``size`` (rows,
-    columns; (0, 0) as some terminals report); returns what it showed."""
-    import fcntl
-    import os
-    import pty
-    import select
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env, stdin=slave, stdout=slave,
-                            stderr=slave, close_fds=True)
-    os.close(slave)
-    chunks, deadline = [], time.time() + timeout
-    try:
-        while time.time() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            elif proc.poll() is not None:
-                break
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
-    return b"".join(chunks).decode(errors="replace")
-
-
-@pytest.mark.parametrize("size", [(40, 160), (0, 0)])
-def test_a_terminal_shows_each_evaluation_once_and_a_live_loss(tmp_path, size):
-    shown = run_on_a_terminal(["netlab.train", *SMALL[:-1], "train.epochs=3", "train.max_steps=45",
-                               "train.eval_every=15", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, size)
-    for step in (15, 17, 30, 34, 45):  # every 15 steps and at each epoch's end (17 batches an epoch)
-        assert shown.count(f"step {step:6d} epoch") == 1, shown
-    assert "/45 [" in shown and "step/s" in shown  # tqdm's bar itself
-    assert any(", loss " in part.split("]")[0] for part in shown.split("/45 [")[1:])  # with the loss
-    assert "lr 0.003 is the peak of a one-cycle schedule" in shown
+            np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=f"{k} ({when})")
 
 
 def test_predict_answers_each_image_of_a_folder_a_glob_or_a_list(trained, tmp_path):
     images, labels = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    images = images[:, 0]  # (N, 1, 28, 28): one channel
     folder = tmp_path / "my digits"
     folder.mkdir()
     for i in range(3):
@@ -237,6 +228,7 @@ def test_predict_answers_each_image_of_a_folder_a_glob_or_a_list(trained, tmp_pa
 
 def test_predict_reports_unreadable_images_and_answers_the_rest(trained, tmp_path):
     images, _ = load_split(DATASETS["mnist"], FIXTURE, "test", verify=False)
+    images = images[:, 0]  # (N, 1, 28, 28): one channel
     drawn(images[0], True).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_text("junk")
     done = cli("netlab.predict", f"checkpoint={trained}", f"image={tmp_path}", "json=true", cwd=tmp_path)
@@ -295,34 +287,153 @@ def test_the_readme_smoke_run_runs_as_written(tmp_path):
     assert results["test_accuracy"] > 0.5
 
 
-def test_the_bar_refreshes_the_loss_every_few_steps_without_a_sync_per_step():
-    from netlab.console import Progress
+# ------------------------------------------------- bad input: one paragraph and exit status 2
+@pytest.mark.parametrize("args,message", [
+    (["backend=tpu"], "unknown option backend=tpu"),
+    (["optimizer=lamb"], "unknown option optimizer=lamb; choose one of: adagrad, adam, adamw, momentum"),
+    (["train.epochs=two"], "train.epochs"),
+    (["trian.epochs=1"], "trian"),
+    (["optimizer.lr=inf"], "optimizer.lr must be a finite number > 0"),
+])
+def test_every_refused_override_exits_2(tmp_path, args, message):
+    done = cli("netlab.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
-    class Bar:
-        def __init__(self):
-            self.updates, self.postfix = 0, None
 
-        def update(self, n):
-            self.updates += n
+@pytest.mark.parametrize("args,message", [(["top=abc"], "top"), (["json=maybe"], "json")])
+def test_predict_refuses_wrong_types_with_status_2(tmp_path, args, message):
+    done = cli("netlab.predict", "checkpoint=x", "image=y", *args, cwd=tmp_path)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
-        def set_postfix_str(self, text, refresh):
-            self.postfix = text
 
-    class Running:  # counts host syncs
-        count, syncs = 64, 0
+APP_ARGUMENTS = [
+    # (app, overrides, message); {run}, {digit} and {tmp} are filled in
+    ("predict", ["top=0"], "top must be an integer in [1, 100000]"),
+    ("predict", ["top=-1"], "top must be an integer in [1, 100000]"),
+    ("predict", ["checkpoint=null"], "checkpoint must be the trained model: checkpoint=PATH"),
+    ("predict", ["image=null"], "image must be given: checkpoint=PATH image=FILE.png"),
+    ("predict", ["image={tmp}/missing.png"], "missing.png not found"),
+    ("predict", ["image={tmp}"], "4 of 4 images could not be read"),  # a folder of unreadable ones
+    ("predict", ["image={tmp}/empty.png"], "cannot read it as an image"),
+    ("predict", ["image={tmp}/truncated.png"], "cannot read it as an image"),
+    ("predict", ["image={tmp}/text.png"], "cannot read it as an image"),
+    ("predict", ["image={tmp}/blank.png"], "no digit found"),
+    ("predict", ["checkpoint={digit}"], "not an .npz archive"),
+    ("predict", ["checkpoint={tmp}"], "checkpoint {tmp}/checkpoints/best.npz not found"),
+    ("predict", ["checkpoint={tmp}/missing.npz"], "missing.npz not found"),
+    ("evaluate", ["batch_size=0"], "batch_size must be an integer in [1, 65536]"),
+    ("evaluate", ["batch_size=-5"], "batch_size must be an integer in [1, 65536]"),
+    ("evaluate", ["split=train"], "split must be one of test, val"),
+    ("evaluate", ["checkpoint=null"], "checkpoint must be the trained model: checkpoint=PATH"),
+    ("evaluate", ["checkpoint={digit}"], "not an .npz archive"),
+    ("evaluate", ["data.root={tmp}/nowhere", "data.download=false"], "not found in {tmp}/nowhere"),
+    ("evaluate", ["backend.conv=fft", "model=fast_cnn"], "(backend.conv=fft)"),
+]
+APPS = {"predict": predict_app.predict, "evaluate": evaluate_app.evaluate}
 
-        def total_loss(self):
-            self.syncs += 1
-            return 64 * 0.25
 
-    progress, running = Progress(enabled=False, total=100, initial=0, every=20), Running()
-    progress.bar = Bar()
-    for step in range(1, 60):
-        progress.step(step, running)
-    assert progress.bar.updates == 59 and running.syncs == 2  # steps 20 and 40 only
-    assert progress.bar.postfix == "loss 0.2500"
-    progress.evaluated(0.5, 0.9712)
-    assert progress.bar.postfix == "loss 0.5000 val 97.12%"
-    progress.bar = None  # what a run off a terminal has: nothing to draw, nothing synced
-    progress.step(80, running)
-    assert running.syncs == 2
+@pytest.mark.parametrize("app,overrides,message", APP_ARGUMENTS,
+                         ids=[f"{a}-{' '.join(o)}" for a, o, _ in APP_ARGUMENTS])
+def test_bad_command_arguments_get_one_paragraph(run, digit_png, tmp_path, capsys, app, overrides, message):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "truncated.png").write_bytes(digit_png.read_bytes()[:200])
+    (tmp_path / "text.png").write_text("this is not a picture")
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    fill = {"tmp": tmp_path, "digit": digit_png, "run": run}
+    base = [f"checkpoint={run}", f"image={digit_png}"] if app == "predict" else \
+        [f"checkpoint={run}", f"data.root={FIXTURE}"] if app == "evaluate" else []
+    status, err = in_process(APPS[app], app, *base, *(o.format(**fill) for o in overrides), capsys=capsys)
+    assert_one_paragraph(err, status)
+    assert message.format(**fill) in err
+
+
+@pytest.mark.parametrize("code,words", [(errno.ENOSPC, "No space left on device"),
+                                        (errno.EROFS, "Read-only file system"),
+                                        (errno.EACCES, "Permission denied")])
+def test_a_disk_that_refuses_writes_gets_one_paragraph(tmp_path, capsys, monkeypatch, code, words):
+    from netlab.cli.exits import user_errors
+
+    def refuse(fd):
+        raise OSError(code, os.strerror(code), str(tmp_path / "x"))
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    task = user_errors(lambda cfg: write_json(tmp_path / "results.json", {"a": 1}))
+    with pytest.raises(SystemExit) as stop:
+        task(compose())
+    err = capsys.readouterr().err
+    assert_one_paragraph(err, stop.value.code)
+    assert words in err and "intact" in err
+
+
+def test_an_output_that_cannot_be_written_is_one_paragraph(run, tmp_path):
+    done = cli("netlab.evaluate", f"checkpoint={run}", f"data.root={FIXTURE}", "data.verify=false",
+               "out=/proc/no-such-folder", cwd=tmp_path)
+    assert done.returncode == 2 and "cannot write /proc/no-such-folder" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------------ Ctrl-C: exit status 130
+def _sigint_default_in_child():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_exits_130(tmp_path, spawn):
+    out = tmp_path / "run"
+    proc = spawn("netlab.train", *SMALL, "train.epochs=100000", "train.checkpoint_every=2",
+                 "train.eval_every=100000", f"hydra.run.dir={out}", cwd=tmp_path, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True,
+                 preexec_fn=_sigint_default_in_child)  # a user's terminal, even under CI run with &
+    # (the spawn fixture never leaves this 100000-epoch run behind, whatever happens)
+    wait_for(lambda: (out / "checkpoints" / "last.npz").exists(), "the run's first checkpoint", proc=proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert_one_paragraph(err, proc.returncode, 130)
+    assert f"continue with python -m netlab.train train.resume={out}" in err
+    checkpoint.read(out)  # what it saved is intact
+
+
+# ------------------------------------------- a checkpoint's data folder is data, never instructions
+@pytest.fixture(scope="module")
+def hostile_run(run, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny run's checkpoint, its config rewritten to read data from (and download into) a
+    folder its author chose."""
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("hostile")
+    evil = tmp / "chosen-by-the-checkpoint"
+
+    def change(a):
+        cfg = yaml.safe_load(str(a["config"]))
+        cfg["data"].update(root=str(evil), download=True, verify=False)
+        a["config"] = np.asarray(yaml.safe_dump(cfg))
+
+    folder = tmp / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    tampered(run, tmp, change).rename(folder / "last.npz")
+    (folder / "best.npz").write_bytes((folder / "last.npz").read_bytes())
+    return folder.parent, evil
+
+
+def test_evaluate_reads_data_where_the_user_says(hostile_run, tmp_path):
+    run_dir, evil = hostile_run
+    done = cli("netlab.evaluate", f"checkpoint={run_dir}", f"data.root={FIXTURE}", "data.verify=false",
+               f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not evil.exists()
+
+
+def test_evaluate_never_downloads_where_a_checkpoint_says(hostile_run, tmp_path):
+    run_dir, evil = hostile_run
+    env_root = tmp_path / "user-data"
+    done = cli("netlab.evaluate", f"checkpoint={run_dir}", "data.download=false", f"hydra.run.dir={tmp_path / 'eval'}",
+               cwd=tmp_path, env={"NETLAB_DATA": str(env_root)})
+    assert done.returncode == 2 and f"not found in {env_root / 'mnist'}" in done.stderr, done.stderr
+    assert not evil.exists()
+
+
+def test_predict_touches_no_data_folder(hostile_run, digit_png, tmp_path, capsys):
+    run_dir, evil = hostile_run
+    predict_app.predict(compose(f"checkpoint={run_dir}", f"image={digit_png}", config_name="predict"))
+    assert not evil.exists()
+

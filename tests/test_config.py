@@ -54,7 +54,7 @@ def test_each_optimizer_has_its_own_fields():
     ("optimizer.schedule.name=warp", "optimizer.schedule.name must be one of"),
     ("train.max_steps=0", "train.max_steps must be an integer >= 1"),
     ("backend.threads=0", r"backend.threads must be an integer in \[1, 1024\]"),
-    ("backend.conv=winograd", "backend.conv must be one of auto, im2col, fft"),
+    ("backend.conv=strassen", "backend.conv must be one of auto, im2col, fft, winograd"),
 ])
 def test_invalid_values_are_refused_before_training(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -91,3 +91,376 @@ def test_study_presets_are_sweeps_and_best_overrides_only_what_changes():
     for key in ("data.augment.blotch_p", "train.epochs", "train.batch_size", "train.eval_every"):
         assert OmegaConf.select(best, key) != OmegaConf.select(OmegaConf.structured(defaults), key), key
     assert "optimizer" not in best  # the default optimizer is the best recipe's
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model.num_classes=7", "model.layers=[flatten,{linear:7}]"], "model.num_classes must be 10"),
+    (["model.num_classes=12", "model.layers=[flatten,{linear:12}]"], "model.num_classes must be 10"),
+])
+def test_class_count_must_fit_the_dataset(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        small_config(*overrides)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("+train.max_step=2", "unknown setting train.max_step; did you mean train.max_steps?"),
+    ("+train.epoch=1", "did you mean train.epochs?"),
+    ("+data.augment.rotat_p=1", "did you mean data.augment.rotate_p?"),
+    ("+optimizer.betas1=0.5", "unknown setting optimizer.betas1"),
+    ("+optimizer.momentum=0.9", "unknown setting optimizer.momentum"),  # adam has none
+    ("+seeed=3", "unknown setting seeed; did you mean seed?"),
+    ("+model.dropuot=0.5", "did you mean model.dropout?"),
+])
+def test_typos_added_with_plus_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(override))
+
+
+def test_an_infinite_lr_is_refused_not_divided(capsys):
+    with pytest.raises(ConfigError) as err:
+        small_config("optimizer.lr=inf")
+    assert "for example" not in str(err.value) and "finite number > 0" in str(err.value)
+
+
+# ------------------------------------------------- every key changes something observable
+# A table: each setting of a training run, two values, and what differs between them, observed
+# where the setting is consumed (a Trainer built from the config, the optimizer the schema
+# describes, a few training steps of a linear model, the command's error handling). A new key
+# without a row fails test_every_key_has_a_row.
+import copy  # noqa: E402
+import itertools  # noqa: E402
+import logging  # noqa: E402
+from dataclasses import dataclass as _dataclass  # noqa: E402
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from netlab import backend, training  # noqa: E402
+from netlab.errors import NetlabError  # noqa: E402
+from conftest import FIXTURE  # noqa: E402
+
+BASE = small_config()
+_folders = itertools.count()
+
+
+@_dataclass
+class Effect:
+    key: str
+    a: Any
+    b: Any
+    observe: Callable  # (cfg, env) -> what a user would see
+    differs: str  # what differs, in words
+    context: dict = None  # other keys set the same for a and b (where the key matters at all)
+
+
+def set_key(cfg, key, value):
+    *path, last = key.split(".")
+    node = cfg
+    for part in path:
+        node = getattr(node, part)
+    if isinstance(node, dict):
+        node[last] = value
+    else:
+        setattr(node, last, value)
+
+
+def trainer_of(cfg, env):
+    return training.Trainer(cfg, env.tmp / f"t{next(_folders)}")
+
+
+def built(what):
+    """Observe ``what(trainer)`` of a Trainer built from the config, or the error that refuses it."""
+    def observe(cfg, env):
+        try:
+            return what(trainer_of(cfg, env))
+        except NetlabError as exc:
+            return f"refused: {exc}"
+    return observe
+
+
+def first_batch(trainer):
+    xb, yb = next(trainer.loader.batches(0))
+    return backend.to_numpy(xb), backend.to_numpy(yb)
+
+
+def convs(trainer):
+    return [layer.impl.__name__ for layer in trainer.model if isinstance(layer, nn.Conv2d)]
+
+
+def threads_set(trainer):
+    try:
+        return backend.threads()
+    finally:
+        backend.set_threads(None)
+
+
+def warnings_while(what):
+    def observe(cfg, env):
+        records = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = records.append
+        logging.getLogger("netlab").addHandler(handler)
+        try:
+            what(cfg, env)
+        finally:
+            logging.getLogger("netlab").removeHandler(handler)
+        return [r.getMessage() for r in records]
+    return observe
+
+
+def optimizer_run(cfg, env):
+    """The lr of 8 steps and the weights after them, for a fixed model and fixed gradients."""
+    model = nn.Sequential(nn.Linear(3, 2)).to(backend.namespace("numpy"), dtype=np.float64)
+    model.load_state_dict({"0.weight": np.arange(6.0).reshape(2, 3) / 7, "0.bias": np.array([0.5, -0.5])})
+    opt = optim.build(cfg.optimizer, model, 8)
+    lrs = []
+    for t in range(8):
+        lrs.append(opt.lr)
+        for name, g in (("weight", np.full((2, 3), 3.0 - t)), ("bias", np.array([1.0, -2.0]))):
+            model[0].grads[name] = g
+        opt.step()
+    return lrs, model.state_dict()["0.weight"].tolist()
+
+
+def loop(what):
+    """``what(trainer, results, seen)`` after a short run of a linear model (checkpoints counted,
+    not written; ``seen`` holds the batch sizes the model ran in evaluation)."""
+    def observe(cfg, env):
+        trainer = trainer_of(cfg, env)
+        trainer.model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).to(trainer.xp)
+        trainer.opt = optim.build(cfg.optimizer, trainer.model, trainer.total_steps)
+        seen = {"saved": [], "eval_batches": set()}
+        trainer.save = lambda name: seen["saved"].append((name, trainer.at.step))
+        forward = trainer.model.forward
+
+        def recording(x):
+            if not trainer.model.training:
+                seen["eval_batches"].add(x.shape[0])
+            return forward(x)
+
+        trainer.model.forward = recording
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(training.plots, "curves", lambda *a, **k: None)
+            if env.script:
+                val = trainer.splits.val_x.shape[0]
+                mp.setattr(training.metrics, "evaluate", lambda m, x, *a, **k: training.metrics.Evaluation(
+                    1.0, env.script.get(trainer.at.step, 0.1) if x.shape[0] == val else 0.0))
+            results = trainer.fit()
+        return what(trainer, results, seen)
+    return observe
+
+
+def evaluated(trainer, results, seen):
+    return sorted({row["step"] for row in trainer.log.rows})
+
+
+def debug_shown(cfg, env):
+    """What the command does with a bad-input error: one paragraph and status 2, or the traceback."""
+    from netlab.cli.exits import user_errors
+
+    def task(raw):
+        raise ConfigError("a bad value")
+
+    try:
+        user_errors(task)(OmegaConf.create({"debug": cfg.debug}))
+    except SystemExit as stop:
+        return f"exit {stop.code}"
+    except ConfigError:
+        return "traceback"
+
+
+def image_folder(env):
+    """Two classes of ten 8x8 grey images each (a data=folder data set), made once."""
+    root = env.tmp / "folder"
+    if not root.exists():
+        for c, name in enumerate(("ants", "bees")):
+            (root / name).mkdir(parents=True)
+            for i in range(10):
+                Image.fromarray(np.full((8, 8), 10 + 10 * i + 100 * c, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def on_folder(what):
+    def observe(cfg, env):
+        cfg.data.name, cfg.data.root = "folder", str(image_folder(env))
+        cfg.model.input_shape, cfg.model.num_classes, cfg.model.layers = [1, 8, 8], 2, ["flatten", {"linear": 2}]
+        return built(what)(cfg, env)
+    return observe
+
+
+def opt_cfg(name, **values):
+    return config.OPTIMIZER_CONFIGS[name](**values)
+
+
+def augmented(**context):
+    return {f"data.augment.{k}": v for k, v in context.items()}
+
+
+KEY_EFFECTS = [
+    Effect("backend.name", "numpy", "array_api_strict", built(lambda t: backend.name_of(t.xp)),
+           "the array library the run computes with"),
+    Effect("backend.threads", 1, 2, built(threads_set), "the threads the math libraries may use"),
+    Effect("backend.conv", "im2col", "fft", built(convs), "the algorithm of each convolution"),
+    Effect("data.name", "mnist", "fashion_mnist", built(lambda t: t.splits.classes), "the class names"),
+    Effect("data.root", str(FIXTURE), "nowhere", built(lambda t: t.splits.train_x.shape[0]),
+           "where the files are read (none there: refused, naming the folder)", {"data.download": False}),
+    Effect("data.download", False, True, built(lambda t: None),
+           "whether missing files are fetched (offline here: a different refusal)", {"data.root": "nowhere"}),
+    Effect("data.verify", True, False, warnings_while(built(lambda t: None)),
+           "the warning that the files differ from the official ones"),
+    Effect("data.val_fraction", 0.1, 0.25, built(lambda t: len(t.splits.val_indices)), "validation images"),
+    Effect("data.normalize", True, False, built(lambda t: (t.mean, t.std)), "the normalisation of every batch"),
+    Effect("data.shuffle", True, False, built(lambda t: first_batch(t)[1].tolist()), "the first batch's labels",
+           augmented(enabled=False)),
+    Effect("data.limit", None, 300, built(lambda t: len(t.splits.train_indices)), "training images"),
+    Effect("data.test_fraction", 0.1, 0.3, on_folder(lambda t: t.splits.test_x.shape[0]),
+           "test images held out of a folder"),
+    Effect("data.classes", None, ["bees", "ants"], on_folder(lambda t: t.splits.classes),
+           "a folder whose classes are not the ones named is refused"),
+    Effect("data.augment.rotate_p", 0.5, 0.9, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.degrees", 10.0, 40.0, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.translate_p", 0.5, 0.9, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.pixels", 2.0, 4.0, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.blotch_p", 0.0, 0.5, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.blotch_min", 3, 5, built(lambda t: first_batch(t)[0]), "the erased rectangles",
+           augmented(blotch_p=1.0, blotch_max=9)),
+    Effect("data.augment.blotch_max", 7, 9, built(lambda t: first_batch(t)[0]), "the erased rectangles",
+           augmented(blotch_p=1.0)),
+    Effect("data.augment.noise_p", 0.0, 0.5, built(lambda t: first_batch(t)[0]), "the augmented batch"),
+    Effect("data.augment.noise_std", 0.1, 0.3, built(lambda t: first_batch(t)[0]), "the noise",
+           augmented(noise_p=1.0)),
+    Effect("data.augment.enabled", True, False, built(lambda t: first_batch(t)[0]), "the training batch"),
+    Effect("data.augment.mode", "online", "offline", built(lambda t: t.loader.x.shape[0]),
+           "the training images (offline: copies appended)"),
+    Effect("data.augment.copies", 1, 3, built(lambda t: t.loader.x.shape[0]), "the offline copies",
+           augmented(mode="offline")),
+    Effect("model.name", "seed_cnn", "my_cnn", loop(lambda t, r, s: r["model"]), "the model named in results.json",
+           {"train.max_steps": 1}),
+    Effect("model.dropout", 0.25, 0.5, built(lambda t: [m.p for m in t.model if isinstance(m, nn.Dropout)]),
+           "the dropout layers' p"),
+    Effect("model.input_shape", [1, 28, 28], [1, 32, 32], built(lambda t: t.model.num_parameters()),
+           "the input the model takes (MNIST's 28x28 do not fit 32x32: refused)"),
+    Effect("model.num_classes", 10, 12, built(lambda t: t.model.num_parameters()),
+           "the scores the model must give (the model file's 10: refused)"),
+    Effect("model.layers", None, ["flatten", {"linear": 10}], built(lambda t: t.model.num_parameters()),
+           "the layers built"),
+    Effect("optimizer.alpha", 0.99, 0.5, optimizer_run, "the weights after 8 steps", {"optimizer": opt_cfg("rmsprop")}),
+    Effect("optimizer.betas", [0.9, 0.999], [0.5, 0.9], optimizer_run, "the weights after 8 steps"),
+    Effect("optimizer.clip_norm", None, 0.5, optimizer_run, "the weights after 8 steps"),
+    Effect("optimizer.eps", 1e-8, 1.0, optimizer_run, "the weights after 8 steps"),
+    Effect("optimizer.lr", 0.003, 0.01, optimizer_run, "the lr and the weights"),
+    Effect("optimizer.momentum", 0.0, 0.9, optimizer_run, "the weights after 8 steps", {"optimizer": opt_cfg("sgd")}),
+    Effect("optimizer.name", "adam", "sgd", optimizer_run, "the update rule (and its schema's defaults)"),
+    Effect("optimizer.nesterov", False, True, optimizer_run, "the weights after 8 steps",
+           {"optimizer": opt_cfg("sgd", momentum=0.9)}),
+    Effect("optimizer.schedule.div_factor", 25.0, 5.0, optimizer_run, "the lr of each step"),
+    Effect("optimizer.schedule.final_div_factor", 1e4, 10.0, optimizer_run, "the lr of each step"),
+    Effect("optimizer.schedule.gamma", 0.1, 0.5, optimizer_run, "the lr of each step",
+           {"optimizer.schedule.name": "step", "optimizer.schedule.step_size": 3}),
+    Effect("optimizer.schedule.min_lr", 0.0, 1e-3, optimizer_run, "the lr of each step",
+           {"optimizer.schedule.name": "cosine"}),
+    Effect("optimizer.schedule.name", "onecycle", "constant", optimizer_run, "the lr of each step"),
+    Effect("optimizer.schedule.pct_start", 0.3, 0.6, optimizer_run, "the lr of each step"),
+    Effect("optimizer.schedule.step_size", 3, 5, optimizer_run, "the lr of each step",
+           {"optimizer.schedule.name": "step"}),
+    Effect("optimizer.schedule.warmup_steps", 0, 3, optimizer_run, "the lr of each step",
+           {"optimizer.schedule.name": "cosine"}),
+    Effect("optimizer.weight_decay", 0.0, 0.1, optimizer_run, "the weights after 8 steps"),
+    Effect("train.epochs", 1, 2, built(lambda t: t.total_steps), "the steps of the run"),
+    Effect("train.batch_size", 32, 64, built(lambda t: t.steps_per_epoch), "the steps per epoch"),
+    Effect("train.max_steps", None, 5, built(lambda t: t.total_steps), "the steps of the run"),
+    Effect("train.eval_every", 3, 4, loop(evaluated), "the evaluated steps", {"train.max_steps": 12}),
+    Effect("train.eval_batch_size", 100, 32, loop(lambda t, r, s: sorted(s["eval_batches"])),
+           "the batches evaluation runs", {"train.max_steps": 1}),
+    Effect("train.checkpoint_every", 3, 4, loop(lambda t, r, s: s["saved"]), "the steps of last.npz",
+           {"train.max_steps": 12}),
+    Effect("train.init_from", None, "RUN", built(lambda t: t.model.state_dict()["0.weight"]),
+           "the initial weights (a run's best)"),
+    Effect("train.patience", 0, 2, loop(lambda t, r, s: r["steps"]), "the step the run stops at",
+           {"train.max_steps": 12, "train.eval_every": 1}),
+    Effect("train.label_smoothing", 0.0, 0.2, loop(lambda t, r, s: r["train_loss"]), "the training loss",
+           {"train.max_steps": 2}),
+    Effect("train.progress", True, False, built(lambda t: [c.enabled for c in t.callbacks if hasattr(c, "bar")]),
+           "the progress bar"),
+    Effect("logger", {"csv": config.CsvConfig()}, {}, built(lambda t: [type(c).__name__ for c in t.callbacks]),
+           "the loggers among the callbacks (metrics.csv)"),
+    Effect("seed", 0, 1, built(lambda t: (t.model.state_dict()["0.weight"], t.splits.val_indices)),
+           "the initial weights and the validation split"),
+    Effect("debug", False, True, debug_shown, "a bad value: one paragraph and status 2, or the traceback"),
+]
+# Read by the train command and netlab.fit before the Trainer exists (the Trainer never sees it):
+# test_resume.py (a resumed run ends bit-identical), test_api.py and test_cli.py run it.
+NOT_IN_THE_TABLE = {"train.resume"}
+
+
+def _differ(a, b) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+        return any(_differ(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) != np.shape(b) or not np.array_equal(a, b)
+    return a != b
+
+
+class Env:
+    def __init__(self, tmp, script=None):
+        self.tmp, self.script = tmp, script
+
+
+def test_every_key_has_a_row():
+    keys = [e.key for e in KEY_EFFECTS]
+    assert len(keys) == len(set(keys))
+    assert set(keys) | NOT_IN_THE_TABLE == set(config.schema_keys(config.Config))
+
+
+@pytest.mark.parametrize("effect", KEY_EFFECTS, ids=[e.key for e in KEY_EFFECTS])
+def test_every_key_changes_something_observable(effect, tmp_path, run):
+    seen = []
+    for value in (effect.a, effect.b):
+        cfg = copy.deepcopy(BASE)
+        for key, v in (effect.context or {}).items():
+            set_key(cfg, key, copy.deepcopy(v))
+        if value == "nowhere":
+            value = str(tmp_path / "nowhere")
+        if value == "RUN":
+            value = str(run)
+        if effect.key == "optimizer.name":
+            cfg.optimizer = opt_cfg(value)
+        elif effect.key == "model.layers" and value is None:
+            pass  # the seed CNN's own layers
+        else:
+            set_key(cfg, effect.key, copy.deepcopy(value))
+        script = {s: [0.5, 0.6, 0.4, 0.4, 0.4, 0.4, 0.7, 0.8][s - 1] for s in range(1, 9)} \
+            if effect.key == "train.patience" else None
+        seen.append(effect.observe(cfg, Env(tmp_path, script)))
+    assert _differ(*seen), f"{effect.key}={effect.a!r} and ={effect.b!r} give the same {effect.differs}: {seen[0]!r}"
+
+
+# ------------------------------------------------- the extras' defaults, checked on every install
+def test_tracker_defaults_keep_everything_on_this_machine(tmp_path, monkeypatch):
+    """logger=mlflow without a tracking URI logs into mlruns/ where you run (never a server
+    nobody chose), the environment's MLFLOW_TRACKING_URI when set; TensorBoard writes inside
+    the run folder. Checked with a stand-in for mlflow, so on the plain install too."""
+    import sys
+    import types
+
+    from netlab import loggers
+
+    assert (config.MLflowConfig.tracking_uri, config.MLflowConfig.experiment) == (None, "netlab")
+    assert config.TensorBoardConfig().dir == "tensorboard" and config.CsvConfig().file == "metrics.csv"
+    calls = {}
+    fake = types.ModuleType("mlflow")
+    fake.set_tracking_uri = lambda uri: calls.setdefault("uri", []).append(uri)
+    fake.set_experiment = lambda name: calls.setdefault("experiment", []).append(name)
+    fake.start_run = lambda run_name: types.SimpleNamespace(name=run_name)
+    fake.log_params = lambda params: calls.setdefault("params", params)
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    monkeypatch.chdir(tmp_path)
+    trainer = types.SimpleNamespace(cfg=BASE)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    loggers.MLflowLogger(config.MLflowConfig(), tmp_path / "run").on_fit_start(trainer)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:///elsewhere")
+    loggers.MLflowLogger(config.MLflowConfig(), tmp_path / "run").on_fit_start(trainer)
+    assert calls["uri"] == ["sqlite:///mlruns/mlflow.db", "file:///elsewhere"]
+    assert calls["experiment"] == ["netlab", "netlab"] and (tmp_path / "mlruns").is_dir()
+    assert calls["params"]["optimizer.lr"] == str(BASE.optimizer.lr)

@@ -1,19 +1,17 @@
-"""Study presets compose, and a 2x2 multirun sweep runs end to end and is summarised."""
+"""Study presets compose, a 2x2 multirun sweep runs end to end and is summarised, and the
+summary reads partial sweeps and refuses what it cannot summarise."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
-import os
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from netlab.config import validate
 
-from conftest import FIXTURE, ROOT, SMALL, cli
+from conftest import FIXTURE, GOOD, ROOT, SMALL, cli, make_sweep
 
 
 def installed(module: str) -> bool:
@@ -76,12 +74,10 @@ def test_joblib_preset_composes():
 @pytest.mark.skipif(not installed("hydra_plugins.hydra_optuna_sweeper"),
                     reason="the sweep extra is not installed")
 def test_optuna_search_maximises_val_accuracy(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, "-m", "netlab.train", "-m", "sweep=optuna_lr", "hydra.sweeper.n_trials=2",
-         f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=4",
-         "train.eval_every=2", "train.progress=false", f"hydra.sweep.dir={tmp_path / 'optuna'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = cli("netlab.train", "-m", "sweep=optuna_lr", "hydra.sweeper.n_trials=2",
+               f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=4",
+               "train.eval_every=2", "train.progress=false", f"hydra.sweep.dir={tmp_path / 'optuna'}",
+               cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     best = (tmp_path / "optuna" / "optimization_results.yaml").read_text()
     assert "optimizer.lr" in best and "best_value" in best
@@ -89,17 +85,14 @@ def test_optuna_search_maximises_val_accuracy(tmp_path):
 
 
 def test_two_by_two_multirun_and_summary(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     sweep_dir = tmp_path / "sweep"
-    done = subprocess.run(
-        [sys.executable, "-m", "netlab.train", "-m", "optimizer.lr=0.01,0.001", "model.dropout=0,0.2",
-         f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=4",
-         "train.eval_every=2", "train.batch_size=32", "train.progress=false", f"hydra.sweep.dir={sweep_dir}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = cli("netlab.train", "-m", "optimizer.lr=0.01,0.001", "model.dropout=0,0.2",
+               f"data.root={FIXTURE}", "data.verify=false", "data.download=false", "train.max_steps=4",
+               "train.eval_every=2", "train.batch_size=32", "train.progress=false", f"hydra.sweep.dir={sweep_dir}",
+               cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(list(sweep_dir.rglob("results.json"))) == 4
-    summary = subprocess.run([sys.executable, "-m", "netlab.summarize", str(sweep_dir)], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=120)
+    summary = cli("netlab.summarize", str(sweep_dir), cwd=tmp_path, timeout=120)
     assert summary.returncode == 0, summary.stderr
     rows = list(csv.DictReader(open(sweep_dir / "summary.csv")))
     assert len(rows) == 4
@@ -107,3 +100,35 @@ def test_two_by_two_multirun_and_summary(tmp_path):
                                               for lr in ("0.01", "0.001") for p in ("0", "0.2")}
     assert (sweep_dir / "comparison.png").stat().st_size > 10_000
     assert summary.stdout.count("| ") > 4 and "val acc" in summary.stdout
+
+
+@pytest.mark.parametrize("case,jobs,expect", [
+    ("a single run", {"0_a1": GOOD}, "90.00%"),
+    ("a truncated results.json", {"0_a1": GOOD, "1_a2": GOOD[:30]}, "unreadable results.json (JSONDecodeError)"),
+    ("a null field", {"0_a1": GOOD.replace("0.91", "null")}, "| - |"),
+    ("a results.json that is a list", {"0_a1": GOOD, "1_a2": "[1, 2]"}, "unreadable results.json (ValueError)"),
+    ("a job without results", {"0_a1": GOOD, "1_a2": None}, "no results.json"),
+    ("NaN written as text", {"0_a1": GOOD.replace("0.91", "NaN")}, "| - |"),
+])
+def test_summarize_reads_partial_sweeps(tmp_path, case, jobs, expect):
+    from netlab.cli import summarize
+
+    root = make_sweep(tmp_path / "sweep", jobs)
+    rows, common, unfinished = summarize.summarize(root)
+    assert expect in summarize.markdown(rows, common, unfinished)
+    assert (root / "summary.md").exists() and (root / "comparison.png").exists()
+
+
+@pytest.mark.parametrize("case,setup,message", [
+    ("an empty folder", lambda root: root.mkdir(), "no finished runs"),
+    ("only failed jobs", lambda root: make_sweep(root, {"0_a1": None}), "1 job folders have no readable"),
+    ("a file, not a folder", lambda root: root.write_text("x"), "is not a directory"),
+])
+def test_summarize_refuses_what_it_cannot_summarise(tmp_path, capsys, case, setup, message):
+    from netlab.cli import summarize
+
+    root = tmp_path / "sweep"
+    setup(root)
+    with pytest.raises(SystemExit) as stop:
+        summarize.main([str(root)])
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -52,9 +52,10 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tmp_path, monkeypatch):
     (experiment,) = [e for e in client.search_experiments() if e.name == "netlab"]
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["optimizer.lr"] == "0.002"
-    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    history = client.get_metric_history(run.info.run_id, "val/accuracy")
     assert [m.step for m in history] == [3, 6]
-    assert run.data.metrics["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert run.data.metrics["test/accuracy"] == pytest.approx(results["test_accuracy"])  # one naming: the curve's last point
+    assert run.data.metrics["test_accuracy_at_best_step"] == pytest.approx(results["test_accuracy_at_best_step"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"curves.png", "results.json", "best.npz"} <= artifacts
 

@@ -108,3 +108,49 @@ def test_the_accuracy_curve_shows_every_point():
     low, high = fig.axes[1].get_ylim()
     plt.close(fig)
     assert low <= 12 and high == 100  # the early 12% point is on the plot
+
+
+# ------------------------------------------------------ any batch size, any set (Hypothesis)
+import references as R  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None)
+
+
+@PROPERTY
+@given(st.integers(1, 23), st.integers(2, 5), st.integers(1, 25), st.integers(0, 2 ** 16))
+def test_evaluation_is_the_mean_over_images_for_any_batch_size(n, k, batch, seed):
+    """The loss is the mean over images (a last, shorter batch weighs by its images), the
+    accuracy the fraction of arg-max hits, the confusion matrix counts (true, predicted) pairs:
+    against the reference loss and plain counting, whether or not the batch size divides n."""
+    rng = np.random.default_rng(seed)
+    xp = backend.namespace("numpy")
+    logits, labels = rng.standard_normal((n, k)) * 2, rng.integers(0, k, n)
+    model = Fixed(logits).to(xp, dtype=xp.float64)
+    ev = metrics.evaluate(model, as_xp(xp, np.arange(float(n)).reshape(n, 1, 1, 1)), as_xp(xp, labels), batch,
+                          mean=0.0, std=1.0, num_classes=k)
+    loss_ref, _ = R.softmax_cross_entropy(logits, labels)
+    counted = np.zeros((k, k), int)
+    for true, predicted in zip(labels, logits.argmax(axis=1)):
+        counted[true, predicted] += 1
+    assert ev.loss == pytest.approx(loss_ref, rel=1e-12)
+    assert ev.accuracy == pytest.approx(np.trace(counted) / n, rel=1e-15)
+    np.testing.assert_array_equal(ev.confusion, counted)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(st.integers(1, 9), st.floats(0.0, 5.0)), min_size=1, max_size=6), st.integers(0, 2 ** 16))
+def test_running_sums_weigh_each_batch_by_its_images(batches, seed):
+    """The training loss between two evaluations is the mean over the images stepped on, for
+    batches of any sizes (the last of an epoch is shorter)."""
+    rng = np.random.default_rng(seed)
+    xp = backend.namespace("numpy")
+    run = metrics.Running(xp)
+    hits = images = 0
+    for size, loss in batches:
+        logits, labels = rng.standard_normal((size, 3)), rng.integers(0, 3, size)
+        run.add(as_xp(xp, loss), as_xp(xp, logits), as_xp(xp, labels))
+        hits, images = hits + int((logits.argmax(axis=1) == labels).sum()), images + size
+    result = run.result()
+    assert result.loss == pytest.approx(sum(s * l for s, l in batches) / images, rel=1e-12, abs=1e-15)
+    assert result.accuracy == pytest.approx(hits / images, rel=1e-15)

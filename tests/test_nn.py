@@ -41,6 +41,12 @@ CASES = {
     "fft_conv1x1p1": (_conv(1, 1, 1, algorithm="fft"), (2, 2, 5, 4)),
     "fft_conv3x3p3": (_conv(3, 1, 3, algorithm="fft"), (2, 2, 4, 5)),
     "fft_conv1x3p2x4": (_conv((1, 3), 1, (2, 4), algorithm="fft"), (2, 2, 4, 6)),
+    # Winograd F(2x2, 3x3): even and odd outputs (the last tile half outside), padding 0, 1, 2
+    "winograd_p1": (_conv(3, 1, 1, algorithm="winograd"), (2, 2, 6, 5)),
+    "winograd_p0": (_conv(3, 1, 0, algorithm="winograd"), (2, 2, 5, 6)),
+    "winograd_p2_3x4": (_conv(3, 1, 2, algorithm="winograd"), (2, 2, 3, 4)),
+    "winograd_p0x1": (_conv(3, 1, (0, 1), algorithm="winograd"), (2, 2, 7, 3)),
+    "winograd_nobias": (_conv(3, 1, 1, bias=False, algorithm="winograd"), (2, 2, 4, 4)),
     **{f"{pool.__name__.lower()}{k}s{s}p{p}_{h}x{w}": (lambda pool=pool, k=k, s=s, p=p: pool(k, stride=s, padding=p),
                                                         (2, 3, h, w))
        for pool in (nn.MaxPool2d, nn.AvgPool2d)
@@ -408,8 +414,12 @@ def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
 def test_an_algorithm_that_cannot_compute_a_layer_is_refused():
     with pytest.raises(ValueError, match="fft algorithm cannot compute.*stride"):
         nn.Conv2d(2, 3, 3, stride=2, algorithm="fft")
-    with pytest.raises(Exception, match="unknown conv algorithm 'winograd'.*im2col, fft"):
-        nn.Conv2d(2, 3, 3, algorithm="winograd")
+    with pytest.raises(ValueError, match="winograd algorithm cannot compute"):
+        nn.Conv2d(2, 3, 5, algorithm="winograd")  # 3x3 kernels only
+    with pytest.raises(ValueError, match="winograd algorithm cannot compute"):
+        nn.Conv2d(2, 3, 3, stride=2, algorithm="winograd")
+    with pytest.raises(Exception, match="unknown conv algorithm 'strassen'.*im2col, fft, winograd"):
+        nn.Conv2d(2, 3, 3, algorithm="strassen")
 
 
 def test_fft_lengths_are_5_smooth_and_long_enough():
@@ -456,3 +466,391 @@ def test_conv_scratch_reuse_matches_fresh_buffers(xp, rng):
     layer.to(strict, dtype=strict.float64)  # the old buffers belong to another namespace
     x = as_xp(strict, rng.standard_normal((2, 2, 5, 6)))
     assert array_namespace(layer.forward(x)) is array_namespace(x)
+
+
+# ------------------------------------------------ against the naive references (tests/references.py)
+# The gradient checks above prove that backward matches forward; these prove that forward (and
+# so backward) computes what the layer's definition says, with no PyTorch: every layer against a
+# loop-per-definition float64 NumPy reference, on every backend, with padding square and not,
+# strides above 1, negative inputs and non-unit affine parameters and statistics.
+import references as R  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# deterministic and quick: the same examples on every run, no example database
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+REF_TOL = dict(rtol=1e-9, atol=1e-11)
+
+
+def ref_forward(layer, state, x, masks, prefix=""):
+    """The reference output of ``layer`` (read from ``state``, its state_dict before the forward
+    pass) for ``x``, and ``backward(dy) -> (dx, {state key: gradient})``. Containers run their
+    layers in the order given: the reference knows nothing of execution details."""
+    def p(name):
+        return state[prefix + name]
+
+    if isinstance(layer, nn.Residual):
+        y_body, back_body = ref_forward(layer.body, state, x, masks, prefix + "body.")
+        if layer.projection is None:
+            y_skip, back_skip = x, lambda dy: (dy, {})
+        else:
+            y_skip, back_skip = ref_forward(layer.projection, state, x, masks, prefix + "projection.")
+
+        def back(dy):
+            (dx_body, g_body), (dx_skip, g_skip) = back_body(dy), back_skip(dy)
+            return dx_body + dx_skip, {**g_body, **g_skip}
+        return y_body + y_skip, back
+    if isinstance(layer, nn.Sequential):
+        backs = []
+        for i, child in enumerate(layer.layers):
+            x, b = ref_forward(child, state, x, masks, f"{prefix}{i}.")
+            backs.append(b)
+
+        def back(dy):
+            grads = {}
+            for b in reversed(backs):
+                dy, g = b(dy)
+                grads.update(g)
+            return dy, grads
+        return x, back
+    has_bias = prefix + "bias" in state
+    if isinstance(layer, nn.Conv2d):
+        w, b = p("weight"), state.get(prefix + "bias")
+
+        def back(dy):
+            dx, dw, db = R.conv2d_backward(x, w, dy, layer.stride, layer.padding)
+            return dx, {prefix + "weight": dw, **({prefix + "bias": db} if has_bias else {})}
+        return R.conv2d(x, w, b, layer.stride, layer.padding), back
+    if isinstance(layer, nn.Linear):
+        w, b = p("weight"), state.get(prefix + "bias")
+
+        def back(dy):
+            dx, dw, db = R.linear_backward(x, w, dy)
+            return dx, {prefix + "weight": dw, **({prefix + "bias": db} if has_bias else {})}
+        return R.linear(x, w, b), back
+    if isinstance(layer, nn.MaxPool2d):
+        k, s, pad = layer.kernel_size, layer.stride, layer.padding
+        return R.maxpool2d(x, k, s, pad), lambda dy: (R.maxpool2d_backward(x, dy, k, s, pad), {})
+    if isinstance(layer, nn.AvgPool2d):
+        k, s, pad = layer.kernel_size, layer.stride, layer.padding
+        return R.avgpool2d(x, k, s, pad), lambda dy: (R.avgpool2d_backward(x, dy, k, s, pad), {})
+    if isinstance(layer, nn.GlobalAvgPool2d):
+        return R.global_avgpool2d(x), lambda dy: (R.global_avgpool2d_backward(x, dy), {})
+    if isinstance(layer, nn.Flatten):
+        return R.flatten(x), lambda dy: (R.flatten_backward(x.shape, dy), {})
+    if isinstance(layer, nn.LeakyReLU):
+        a = layer.negative_slope
+        return R.leaky_relu(x, a), lambda dy: (R.leaky_relu_backward(x, dy, a), {})
+    if isinstance(layer, nn.Dropout):
+        if not layer.training:
+            return x, lambda dy: (dy, {})
+        keep = masks[id(layer)]
+        return R.dropout(x, keep, layer.p), lambda dy: (R.dropout_backward(dy, keep, layer.p), {})
+    if isinstance(layer, nn.layers._BatchNorm):
+        gamma, beta, rm, rv = p("weight"), p("bias"), p("running_mean"), p("running_var")
+        kw = dict(training=layer.training, eps=layer.eps)
+        y, new_mean, new_var = R.batchnorm(x, gamma, beta, rm, rv, momentum=layer.momentum, **kw)
+        masks[("running", prefix)] = (new_mean, new_var)
+
+        def back(dy):
+            dx, dgamma, dbeta = R.batchnorm_backward(x, gamma, dy, rm, rv, **kw)
+            return dx, {prefix + "weight": dgamma, prefix + "bias": dbeta}
+        return y, back
+    simple = {nn.ReLU: (R.relu, R.relu_backward), nn.Tanh: (R.tanh, R.tanh_backward),
+              nn.Sigmoid: (R.sigmoid, R.sigmoid_backward), nn.GELU: (R.gelu, R.gelu_backward)}
+    forward, backward = simple[type(layer)]
+    return forward(x), lambda dy: (backward(x, dy), {})
+
+
+class FixedUniform:
+    """A stand-in generator whose ``random`` hands out given uniform numbers: dropout's mask is then known."""
+
+    def __init__(self, rng):
+        self.rng, self.drawn = rng, []
+
+    def random(self, xp, shape, dtype=None, device=None):
+        u = self.rng.uniform(0.0, 1.0, tuple(shape))
+        self.drawn.append(u)
+        return backend.from_numpy(xp, u, dtype=dtype)
+
+
+def randomize(layer, rng) -> dict:
+    """Give every parameter and statistic random values, none of them 1 or 0 (non-unit gamma and
+    beta, running statistics away from their initial 0 and 1); returns the state_dict set."""
+    state = {}
+    for k, v in layer.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = v
+        elif k.endswith("running_var"):
+            state[k] = rng.uniform(0.3, 3.0, v.shape)
+        else:  # weights (gamma too: both signs, never 1), biases (beta), running means
+            state[k] = rng.standard_normal(v.shape) * 0.9 + 0.2
+    layer.load_state_dict(state)
+    return state
+
+
+def compare_with_reference(xp, layer, x_np, rng, training=True):
+    """Run ``layer`` (float64 on ``xp``) and the reference on ``x_np`` with the same random
+    upstream gradient; compare the output, dx, every parameter gradient and the running statistics."""
+    layer.to(xp, dtype=xp.float64)
+    layer.train(training)
+    state = randomize(layer, rng)
+    uniform = FixedUniform(rng)
+    dropouts = [m for m in _modules(layer) if isinstance(m, nn.Dropout)]
+    for m in dropouts:
+        m.set_rng(uniform)
+    y = layer.forward(as_xp(xp, x_np))
+    masks = {}
+    if training:
+        for m, u in zip(dropouts, uniform.drawn, strict=True):
+            masks[id(m)] = (u >= m.p).astype(np.float64)  # dropped with probability p: u < p
+    y_ref, back = ref_forward(layer, state, x_np, masks)
+    np.testing.assert_allclose(backend.to_numpy(y), y_ref, **REF_TOL, err_msg="forward")
+    dy = rng.standard_normal(y_ref.shape)
+    dx = layer.backward(as_xp(xp, dy))
+    dx_ref, grads_ref = back(dy)
+    np.testing.assert_allclose(backend.to_numpy(dx), dx_ref, **REF_TOL, err_msg="dx")
+    grads = {k: backend.to_numpy(v) for k, v in layer.grads.items()}
+    assert set(grads) == set(grads_ref) == {k for k in state if not k.endswith(("running_mean", "running_var",
+                                                                               "num_batches_tracked"))}
+    for k, g in grads_ref.items():
+        np.testing.assert_allclose(grads[k], g, **REF_TOL, err_msg=k)
+    after = layer.state_dict()
+    for key, (mean, var) in ((k[1], v) for k, v in masks.items() if isinstance(k, tuple)):
+        if training:
+            np.testing.assert_allclose(after[key + "running_mean"], mean, **REF_TOL)
+            np.testing.assert_allclose(after[key + "running_var"], var, **REF_TOL)
+        else:  # evaluation leaves the statistics alone
+            np.testing.assert_array_equal(after[key + "running_mean"], state[key + "running_mean"])
+
+
+def _modules(layer):
+    if isinstance(layer, nn.sequential.Container):
+        for _, child in layer.named_children():
+            yield from _modules(child)
+    else:
+        yield layer
+
+
+def _conv_case(c, o, k, s, p, shape, algorithm="im2col", bias=True):
+    return lambda: nn.Conv2d(c, o, k, stride=s, padding=p, bias=bias, algorithm=algorithm), shape
+
+
+# id -> (make the layer, input shape, training mode). Inputs are N(0, 2^2) shifted by -1:
+# mostly negative, so that what padding counts as (zero or minus infinity) shows.
+REF_CASES = {
+    "conv3x3s1p1": _conv_case(2, 3, 3, 1, 1, (2, 2, 5, 6)),
+    "conv3x3s2p1x0": _conv_case(2, 3, 3, 2, (1, 0), (2, 2, 7, 6)),
+    "conv2x3s2x1p0x2": _conv_case(3, 2, (2, 3), (2, 1), (0, 2), (2, 3, 6, 5)),
+    "conv3x2s1x3p2x1": _conv_case(2, 2, (3, 2), (1, 3), (2, 1), (1, 2, 4, 8)),
+    "conv5x5s2p2_nobias": _conv_case(2, 2, 5, 2, 2, (2, 2, 7, 8), bias=False),
+    "conv1x1s2": _conv_case(3, 2, 1, 2, 0, (2, 3, 5, 4)),
+    "fft_conv3x3p0x2": _conv_case(2, 3, 3, 1, (0, 2), (2, 2, 6, 5), "fft"),
+    "fft_conv2x4p1x3": _conv_case(2, 2, (2, 4), 1, (1, 3), (2, 2, 5, 4), "fft"),
+    "winograd_conv3x3p1x0": _conv_case(2, 3, 3, 1, (1, 0), (2, 2, 5, 6), "winograd"),
+    "winograd_conv3x3p2": _conv_case(2, 2, 3, 1, 2, (1, 2, 4, 3), "winograd"),
+    "maxpool2": (lambda: nn.MaxPool2d(2), (2, 3, 6, 4)),
+    "maxpool3s2p1": (lambda: nn.MaxPool2d(3, stride=2, padding=1), (2, 2, 7, 6)),
+    "maxpool3x2s1x2p1x0": (lambda: nn.MaxPool2d((3, 2), stride=(1, 2), padding=(1, 0)), (2, 2, 5, 6)),
+    "maxpool2x4s2x1p0x2": (lambda: nn.MaxPool2d((2, 4), stride=(2, 1), padding=(0, 2)), (1, 2, 6, 5)),
+    "avgpool2": (lambda: nn.AvgPool2d(2), (2, 3, 6, 4)),
+    "avgpool3s2p1": (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 2, 7, 6)),
+    "avgpool3x2s1x2p1x0": (lambda: nn.AvgPool2d((3, 2), stride=(1, 2), padding=(1, 0)), (2, 2, 5, 6)),
+    "avgpool2x4s2x1p0x2": (lambda: nn.AvgPool2d((2, 4), stride=(2, 1), padding=(0, 2)), (1, 2, 6, 5)),
+    "relu": (nn.ReLU, (2, 3, 4, 5)),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.3), (2, 3, 4, 5)),
+    "tanh": (nn.Tanh, (2, 3, 4, 5)),
+    "sigmoid": (nn.Sigmoid, (2, 3, 4, 5)),
+    "gelu": (nn.GELU, (2, 3, 4, 5)),
+    "flatten": (nn.Flatten, (2, 3, 4, 5)),
+    "linear": (lambda: nn.Linear(6, 4), (5, 6)),
+    "linear_nobias": (lambda: nn.Linear(6, 3, bias=False), (4, 6)),
+    "dropout": (lambda: nn.Dropout(0.3), (4, 3, 2, 5)),
+    "batchnorm2d": (lambda: nn.BatchNorm2d(3), (4, 3, 3, 2)),
+    "batchnorm1d": (lambda: nn.BatchNorm1d(4), (6, 4)),
+    "batchnorm1d_ncl": (lambda: nn.BatchNorm1d(3, eps=1e-3, momentum=0.3), (4, 3, 5)),
+    "global_avgpool": (nn.GlobalAvgPool2d, (2, 3, 4, 5)),
+    "residual_identity": (lambda: nn.Residual(nn.Sequential(
+        nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, (3, 1), padding=(1, 0)))),
+        (2, 2, 5, 4)),
+    "residual_projection": (lambda: nn.Residual(
+        nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=(1, 0)), nn.GELU(), nn.Conv2d(3, 3, 1)),
+        nn.Sequential(nn.Conv2d(2, 3, (1, 3), stride=2, bias=False), nn.BatchNorm2d(3))),
+        (2, 2, 6, 5)),
+    # a whole small network: the pool-before-ReLU execution order, flatten after a convolution
+    "cnn": (lambda: nn.Sequential(nn.Conv2d(1, 3, 3, padding=(1, 2)), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(3, 2, 2, stride=(1, 2)), nn.LeakyReLU(0.1), nn.Flatten(),
+                                  nn.Dropout(0.4), nn.Linear(2 * 1 * 2, 3)), (3, 1, 5, 6)),
+}
+
+
+def _input(rng, shape):
+    return rng.standard_normal(shape) * 2.0 - 1.0
+
+
+def _modes(case):
+    """Training only, or both modes for the layers that differ in evaluation (dropout, batch norm)."""
+    try:
+        modal = any(isinstance(m, (nn.Dropout, nn.layers._BatchNorm)) for m in _modules(REF_CASES[case][0]()))
+    except Exception:  # a layer that cannot be built: the test itself says so, in both modes
+        modal = True
+    return [pytest.param(case, True, id=f"{case}-train")] + ([pytest.param(case, False, id=f"{case}-eval")] if modal else [])
+
+
+@pytest.mark.parametrize("case,training", [p for case in REF_CASES for p in _modes(case)])
+def test_layer_matches_the_naive_reference(xp, case, training, rng):
+    make, shape = REF_CASES[case]
+    compare_with_reference(xp, make(), _input(rng, shape), rng, training)
+
+
+NP = backend.namespace("numpy")
+
+
+@st.composite
+def conv_settings(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh)), draw(st.integers(0, kw))
+    h = draw(st.integers(max(1, kh - 2 * ph), 7))
+    w = draw(st.integers(max(1, kw - 2 * pw), 7))
+    algorithms = ["im2col"] + (["fft"] if (sh, sw) == (1, 1) else []) \
+        + (["winograd"] if (sh, sw) == (1, 1) and (kh, kw) == (3, 3) else [])
+    return dict(kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), hw=(h, w), algorithm=draw(st.sampled_from(algorithms)),
+                n=draw(st.integers(1, 2)), c=draw(st.integers(1, 3)), o=draw(st.integers(1, 3)),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+
+
+@PROPERTY
+@given(conv_settings())
+def test_conv_matches_the_reference_for_any_kernel_stride_and_padding(s):
+    rng = np.random.default_rng(s["seed"])
+    layer = nn.Conv2d(s["c"], s["o"], s["kernel"], stride=s["stride"], padding=s["padding"], bias=s["bias"],
+                      algorithm=s["algorithm"])
+    compare_with_reference(NP, layer, _input(rng, (s["n"], s["c"], *s["hw"])), rng)
+
+
+@st.composite
+def pool_settings(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 7))
+    w = draw(st.integers(max(1, kw - 2 * pw), 7))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    return dict(kind=draw(st.sampled_from([nn.MaxPool2d, nn.AvgPool2d])), kernel=(kh, kw), stride=stride,
+                padding=(ph, pw), hw=(h, w), n=draw(st.integers(1, 2)), c=draw(st.integers(1, 2)),
+                shift=draw(st.sampled_from([-5.0, 0.0, 5.0])), seed=draw(st.integers(0, 2 ** 16)))
+
+
+@PROPERTY
+@given(pool_settings())
+def test_pools_match_the_reference_for_any_window_stride_and_padding(s):
+    rng = np.random.default_rng(s["seed"])
+    layer = s["kind"](s["kernel"], stride=s["stride"], padding=s["padding"])
+    compare_with_reference(NP, layer, rng.standard_normal((s["n"], s["c"], *s["hw"])) + s["shift"], rng)
+
+
+@PROPERTY
+@given(st.sampled_from(["2d", "1d", "1d_ncl"]), st.integers(1, 3), st.integers(2, 5), st.integers(1, 3),
+       st.booleans(), st.sampled_from([1e-5, 1e-2, 0.5]), st.sampled_from([0.1, 0.5, 0.9]), st.integers(0, 2 ** 16))
+def test_batchnorm_matches_the_reference_for_any_shape_mode_and_affine(kind, c, n, side, training, eps, momentum, seed):
+    rng = np.random.default_rng(seed)
+    layer, shape = {"2d": (nn.BatchNorm2d(c, eps, momentum), (n, c, side, side + 1)),
+                    "1d": (nn.BatchNorm1d(c, eps, momentum), (n, c)),
+                    "1d_ncl": (nn.BatchNorm1d(c, eps, momentum), (n, c, side))}[kind]
+    compare_with_reference(NP, layer, rng.standard_normal(shape) * 3.0 + 2.0, rng, training)
+
+
+@PROPERTY
+@given(st.sampled_from(["relu", "leaky", "tanh", "sigmoid", "gelu", "flatten", "global", "linear", "dropout"]),
+       st.floats(0.01, 0.9), st.sampled_from([0.5, 3.0, 30.0]), st.tuples(st.integers(1, 3), st.integers(1, 3),
+                                                                            st.integers(1, 4), st.integers(1, 4)),
+       st.integers(0, 2 ** 16))
+def test_elementwise_and_reshaping_layers_match_the_reference(kind, a, scale, shape, seed):
+    """Any shape, any slope or dropout probability, inputs up to +-100 (the sigmoid's two branches)."""
+    rng = np.random.default_rng(seed)
+    layer = {"relu": nn.ReLU(), "leaky": nn.LeakyReLU(a), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(),
+             "gelu": nn.GELU(), "flatten": nn.Flatten(), "global": nn.GlobalAvgPool2d(),
+             "linear": nn.Linear(shape[1], shape[2]), "dropout": nn.Dropout(a)}[kind]
+    x_shape = shape[:2] if kind == "linear" else shape
+    compare_with_reference(NP, layer, rng.standard_normal(x_shape) * scale, rng)
+
+
+# ------------------------------------------------------------------ golden values, worked by hand
+def _run(xp, layer, x, dy):
+    layer.to(xp, dtype=xp.float64)
+    y = layer.forward(as_xp(xp, x))
+    dx = layer.backward(as_xp(xp, dy))
+    return backend.to_numpy(y), backend.to_numpy(dx)
+
+
+def test_maxpool_padding_is_minus_infinity_by_hand(xp):
+    """MaxPool2d(2, stride=1, padding=1) on [[-1, -2], [-3, -4]]: each of the 3x3 windows holds
+    one to four real pixels and the rest padding, which never wins (zero padding would give 0
+    everywhere). Window maxima, row by row: TL -1; T max(-1,-2) = -1; TR -2; L max(-1,-3) = -1;
+    centre max(all) = -1; R max(-2,-4) = -2; BL -3; B max(-3,-4) = -3; BR -4.
+    Backward of ones: -1 wins 4 windows, -2 and -3 two each, -4 one."""
+    y, dx = _run(xp, nn.MaxPool2d(2, stride=1, padding=1), [[[[-1.0, -2.0], [-3.0, -4.0]]]], np.ones((1, 1, 3, 3)))
+    np.testing.assert_array_equal(y[0, 0], [[-1, -1, -2], [-1, -1, -2], [-3, -3, -4]])
+    np.testing.assert_array_equal(dx[0, 0], [[4, 2], [2, 1]])
+
+
+def test_avgpool_padding_counts_towards_the_mean_by_hand(xp):
+    """AvgPool2d(2, stride=1, padding=1) on [[1, 2], [3, 4]]: every window sums its real pixels
+    and divides by 4. TL 1/4; T (1+2)/4; TR 2/4; L (1+3)/4; centre 10/4; R (2+4)/4; BL 3/4;
+    B (3+4)/4; BR 4/4. Backward of ones: each pixel is in 4 windows, 1/4 from each."""
+    y, dx = _run(xp, nn.AvgPool2d(2, stride=1, padding=1), [[[[1.0, 2.0], [3.0, 4.0]]]], np.ones((1, 1, 3, 3)))
+    np.testing.assert_array_equal(y[0, 0], [[0.25, 0.75, 0.5], [1.0, 2.5, 1.5], [0.75, 1.75, 1.0]])
+    np.testing.assert_array_equal(dx[0, 0], np.ones((2, 2)))
+
+
+def test_strided_conv_with_non_square_padding_by_hand(xp):
+    """Conv2d 2x2, stride 2, padding (0, 1) on x = [[0,1,2],[3,4,5],[6,7,8]], w = [[1,2],[3,4]], b = 0.5.
+    Padded x (a zero column each side): [[0,0,1,2,0],[0,3,4,5,0],[0,6,7,8,0]]; out 1x2:
+      (0,0): window [[0,0],[0,3]] -> 0*1 + 0*2 + 0*3 + 3*4 + 0.5 = 12.5
+      (0,1): window [[1,2],[4,5]] -> 1*1 + 2*2 + 4*3 + 5*4 + 0.5 = 37.5
+    Backward of dy = [[1, 1]]: dw = sum of the two windows = [[1,2],[4,8]]; db = 2; each pixel
+    gets the tap that saw it: row 0 -> [2, 1, 2], row 1 -> [4, 3, 4], row 2 unseen -> 0.
+    Padding (1, 0) instead would give a 2x1 output."""
+    conv = nn.Conv2d(1, 1, 2, stride=2, padding=(0, 1)).to(xp, dtype=xp.float64)
+    conv.load_state_dict({"weight": np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), "bias": np.array([0.5])})
+    y, dx = _run(xp, conv, np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 1, 2)))
+    np.testing.assert_array_equal(y, [[[[12.5, 37.5]]]])
+    np.testing.assert_array_equal(dx[0, 0], [[2, 1, 2], [4, 3, 4], [0, 0, 0]])
+    np.testing.assert_array_equal(backend.to_numpy(conv.grads["weight"])[0, 0], [[1, 2], [4, 8]])
+    assert float(backend.to_numpy(conv.grads["bias"])[0]) == 2.0
+
+
+def test_batchnorm_with_non_unit_gamma_by_hand(xp):
+    """BatchNorm1d(1, eps=0) on x = [1, 1, 3, 3], gamma 2, beta 0.5: mean 2, variance 1,
+    xhat = [-1, -1, 1, 1], y = 2 xhat + 0.5 = [-1.5, -1.5, 2.5, 2.5].
+    Backward of dy = [1, 0, 0, 0]: dbeta = 1; dgamma = sum dy xhat = -1; dxhat = 2 dy = [2, 0, 0, 0],
+    mean(dxhat) = 0.5, mean(dxhat xhat) = -0.5, dx = dxhat - 0.5 + 0.5 xhat = [1, -1, 0, 0].
+    In evaluation with running mean 1 and variance 4: y(3) = 2 (3 - 1) / 2 + 0.5 = 2.5, dx = dy 2 / 2."""
+    bn = nn.BatchNorm1d(1, eps=0.0).to(xp, dtype=xp.float64)
+    bn.load_state_dict({"weight": np.array([2.0]), "bias": np.array([0.5]), "running_mean": np.array([1.0]),
+                        "running_var": np.array([4.0]), "num_batches_tracked": np.array(0)})
+    x, dy = np.array([[1.0], [1.0], [3.0], [3.0]]), np.array([[1.0], [0.0], [0.0], [0.0]])
+    y, dx = _run(xp, bn, x, dy)
+    np.testing.assert_array_equal(y[:, 0], [-1.5, -1.5, 2.5, 2.5])
+    np.testing.assert_array_equal(dx[:, 0], [1, -1, 0, 0])
+    assert float(backend.to_numpy(bn.grads["weight"])[0]) == -1.0
+    assert float(backend.to_numpy(bn.grads["bias"])[0]) == 1.0
+    bn.load_state_dict({**bn.state_dict(), "running_mean": np.array([1.0]), "running_var": np.array([4.0])})
+    bn.eval()
+    y, dx = _run(xp, bn, np.array([[3.0]]), np.array([[3.0]]))
+    assert (float(y[0, 0]), float(dx[0, 0])) == (2.5, 3.0)
+
+
+def test_flatten_order_and_activations_by_hand(xp):
+    """Flatten of arange(12) shaped (1, 2, 2, 3) reads channel, then row, then column: arange(12)
+    again (channels last would give 0, 6, 1, 7, ...). At 0: GELU 0 with slope 0.5 (0.5 (1 + tanh 0));
+    sigmoid 1/2 with slope 1/4; tanh 0 with slope 1. LeakyReLU(0.1): -2 -> -0.2 (slope 0.1), 3 -> 3."""
+    y, dx = _run(xp, nn.Flatten(), np.arange(12.0).reshape(1, 2, 2, 3), np.arange(12.0).reshape(1, 12) * 10)
+    np.testing.assert_array_equal(y[0], np.arange(12.0))
+    np.testing.assert_array_equal(dx.reshape(-1), np.arange(12.0) * 10)
+    zero, one = np.zeros((1, 1)), np.ones((1, 1))
+    assert [tuple(float(a[0, 0]) for a in _run(xp, layer, zero, one)) for layer in (nn.GELU(), nn.Sigmoid(), nn.Tanh())] \
+        == [(0.0, 0.5), (0.5, 0.25), (0.0, 1.0)]
+    y, dx = _run(xp, nn.LeakyReLU(0.1), [[-2.0, 3.0]], [[1.0, 1.0]])
+    np.testing.assert_allclose(y, [[-0.2, 3.0]], rtol=1e-15)
+    np.testing.assert_allclose(dx, [[0.1, 1.0]], rtol=1e-15)

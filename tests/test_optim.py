@@ -458,3 +458,142 @@ def test_five_optimizer_steps_match_torch(xp, name, ours, theirs):
         opt_t.step()
     for k, v in twin.state_dict().items():
         np.testing.assert_allclose(model.state_dict()[k], v.numpy(), atol=1e-4, err_msg=k)
+
+
+# ------------------------------- AdamW, clipping and every optimizer against tests/references.py
+import references as R  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+REFERENCE_CLASSES = {"sgd": optim.SGD, "momentum": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW,
+                     "adagrad": optim.Adagrad, "rmsprop": optim.RMSprop}
+
+
+def check_against_reference(xp, name, hp: dict, clip_norm, steps, grad_scale, seed, schedule=None):
+    """``steps`` steps of netlab's ``name`` optimizer with ``hp`` (and gradient clipping at
+    ``clip_norm``, and ``schedule``) against the reference, fresh random gradients each step,
+    compared after each."""
+    rng = np.random.default_rng(seed)
+    model, ref = make_model(xp, rng)
+    opt = REFERENCE_CLASSES[name](model, clip_norm=clip_norm, schedule=schedule, **hp)
+    update = R.OPTIMIZERS[name]
+    state = {key: {} for key in ref}
+    for t in range(1, steps + 1):
+        grads = {key: grad_scale * rng.standard_normal(p.shape) for key, p in ref.items()}
+        for key, layer, pname in model.named_parameters():
+            layer.grads[pname] = as_xp(xp, grads[key])
+        if clip_norm is not None:
+            grads = R.clip_by_global_norm(grads, clip_norm)
+        step_hp = dict(hp, lr=schedule(t - 1, hp["lr"])) if schedule else hp
+        ref = {key: update(p, grads[key], state[key], t, **step_hp) for key, p in ref.items()}
+        opt.step()
+        for key, layer, pname in model.named_parameters():
+            np.testing.assert_allclose(backend.to_numpy(layer.params[pname]), ref[key], rtol=1e-10, atol=1e-13,
+                                       err_msg=f"{name} {hp} clip {clip_norm}: {key} after step {t}")
+
+
+@st.composite
+def optimizer_settings(draw):
+    name = draw(st.sampled_from(sorted(REFERENCE_CLASSES)))
+    lr = draw(st.floats(1e-3, 0.5))
+    wd = draw(st.sampled_from([0.0, 0.05, 0.3]))
+    hp = {"lr": lr, "weight_decay": wd}
+    if name in ("sgd", "momentum"):
+        hp["momentum"] = draw(st.sampled_from([0.0, 0.5, 0.9])) if name == "sgd" else draw(st.sampled_from([0.5, 0.9]))
+        hp["nesterov"] = hp["momentum"] > 0 and draw(st.booleans())
+    elif name in ("adam", "adamw"):
+        hp["betas"] = (draw(st.floats(0.0, 0.95)), draw(st.floats(0.5, 0.999)))
+        hp["eps"] = draw(st.sampled_from([1e-8, 1e-3, 0.3]))
+    elif name == "adagrad":
+        hp["eps"] = draw(st.sampled_from([1e-10, 0.1]))
+    else:
+        hp.update(alpha=draw(st.floats(0.5, 0.99)), eps=draw(st.sampled_from([1e-8, 0.1])),
+                  momentum=draw(st.sampled_from([0.0, 0.6])))
+    clip = draw(st.sampled_from([None, 0.3, 1.0, 50.0]))
+    return dict(name=name, hp=hp, clip_norm=clip, steps=draw(st.integers(1, 4)),
+                grad_scale=draw(st.sampled_from([0.1, 1.0, 5.0])), seed=draw(st.integers(0, 2 ** 16)))
+
+
+@PROPERTY
+@given(optimizer_settings())
+def test_every_optimizer_matches_the_reference_for_any_hyperparameters(s):
+    """Any lr, decay, betas, eps, momentum, alpha and clipping threshold (above and below the
+    gradients' norm), over one to four steps: no test relies on one convenient value."""
+    check_against_reference(backend.namespace("numpy"), **s)
+
+
+@pytest.mark.parametrize("name,hp,clip_norm", [
+    ("adamw", dict(lr=0.05, weight_decay=0.2), None),
+    ("adamw", dict(lr=0.02, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5), 0.5),
+    ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1), 0.7),
+    ("adam", dict(lr=0.01, weight_decay=0.1), 0.4),
+    ("rmsprop", dict(lr=0.01, momentum=0.5), 2.0),
+    ("adagrad", dict(lr=0.1), 0.2),
+], ids=["adamw", "adamw_clipped", "nesterov_clipped", "adam_clipped", "rmsprop_clipped", "adagrad_clipped"])
+def test_adamw_and_clipping_match_the_reference(xp, name, hp, clip_norm):
+    check_against_reference(xp, name, hp, clip_norm, steps=4, grad_scale=2.0, seed=11)
+
+
+@pytest.mark.parametrize("name,hp,schedule", [
+    ("adamw", dict(lr=0.05, weight_decay=0.3), lambda: optim.StepLR(2, 0.25)),
+    ("adamw", dict(lr=0.05, weight_decay=0.3), lambda: optim.OneCycle(5)),
+    ("sgd", dict(lr=0.1, momentum=0.9, weight_decay=0.1), lambda: optim.Cosine(5, warmup_steps=2)),
+], ids=["adamw_steplr", "adamw_onecycle", "sgd_cosine"])
+def test_scheduled_steps_match_the_reference(xp, name, hp, schedule):
+    """Each step's lr is the schedule's, in the update and in AdamW's decay (a constant lr would
+    hide a decay taken at the base lr)."""
+    check_against_reference(xp, name, hp, None, steps=5, grad_scale=1.0, seed=12, schedule=schedule())
+
+
+def test_adamw_decay_and_global_norm_clipping_by_hand(xp):
+    """AdamW, lr 0.1, weight decay 0.5, p = 1, g = 2: the weight first shrinks to 1 (1 - 0.1 * 0.5)
+    = 0.95, then Adam's first step moves it by lr (m_hat / sqrt(v_hat) = g / |g| = 1): 0.85. (Adam's
+    L2 would add 0.5 to g and move it by lr from 1: 0.9.)
+    Clipping at 1 with gradients 3 and 4 in two parameters: the global norm is 5, so both are
+    scaled by 1 / (5 + 1e-6), to 0.6 and 0.8 (clipping each alone would give 1 and 1); SGD lr 1
+    then moves 1 to 0.4 and 0.2. Clipping at 10 leaves them alone: 1 - 3 and 1 - 4."""
+    model = nn.Sequential(nn.Linear(1, 1)).to(xp, dtype=xp.float64)
+    layer = model[0]
+
+    def step(opt, gw, gb):
+        layer.params["weight"], layer.params["bias"] = as_xp(xp, [[1.0]]), as_xp(xp, [1.0])
+        layer.grads["weight"], layer.grads["bias"] = as_xp(xp, [[gw]]), as_xp(xp, [gb])
+        opt.step()
+        return float(backend.to_numpy(layer.params["weight"])[0, 0]), float(backend.to_numpy(layer.params["bias"])[0])
+
+    assert step(optim.AdamW(model, lr=0.1, weight_decay=0.5, eps=1e-300), 2.0, 2.0)[0] == pytest.approx(0.85, rel=1e-14)
+    assert step(optim.Adam(model, lr=0.1, weight_decay=0.5, eps=1e-300), 2.0, 2.0)[0] == pytest.approx(0.9, rel=1e-14)
+    w, b = step(optim.SGD(model, lr=1.0, clip_norm=1.0), 3.0, 4.0)
+    assert (w, b) == (pytest.approx(1 - 3 / (5 + 1e-6), rel=1e-14), pytest.approx(1 - 4 / (5 + 1e-6), rel=1e-14))
+    assert (w, b) == (pytest.approx(0.4, abs=1e-6), pytest.approx(0.2, abs=1e-6))
+    assert step(optim.SGD(model, lr=1.0, clip_norm=10.0), 3.0, 4.0) == (-2.0, -3.0)
+
+
+@pytest.mark.parametrize("name,clip_norm", [("adamw", None), ("adamw", 0.05), ("sgd", 0.05), ("adam", 0.1)])
+def test_adamw_and_clipping_match_torch(name, clip_norm):
+    """Five steps on the same gradients as torch.optim with torch.nn.utils.clip_grad_norm_."""
+    torch = pytest.importorskip("torch")
+    xp = backend.namespace("numpy")
+    from netlab.config import OPTIMIZER_CONFIGS
+    from netlab.torch_twin import torch_optimizer
+
+    rng = np.random.default_rng(5)
+    model = small_cnn().to(xp)
+    twin = _torch_twin(model)
+    hp = OPTIMIZER_CONFIGS[name](lr=0.01, weight_decay=0.1, clip_norm=clip_norm)
+    opt, opt_t = optim.build(hp, model, 5), torch_optimizer(hp, twin.parameters())
+    opt.schedule = optim.Constant()
+    for _ in range(5):
+        x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+        y = rng.integers(0, 10, 16).astype(np.int64)
+        _, dlogits = losses.softmax_cross_entropy(model.forward(backend.from_numpy(xp, x)), backend.from_numpy(xp, y))
+        model.backward(dlogits)
+        for k, p in twin.named_parameters():
+            p.grad = torch.from_numpy(backend.to_numpy(model.grads[k]).copy())
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(twin.parameters(), clip_norm)
+        opt.step()
+        opt_t.step()
+    for k, v in twin.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[k], v.numpy(), atol=1e-5, err_msg=k)

@@ -112,7 +112,7 @@ REFUSALS = [
     # (command, arguments, what the one paragraph says)
     ("train", ["backend=tpu"], "unknown option backend=tpu; choose one of: array_api_strict, cupy, numpy, torch"),
     ("train", ["logger=nope"], "unknown option logger=nope; choose one of: csv, mlflow, tensorboard"),
-    ("train", ["model=nope"], "unknown option model=nope; choose one of: bn_cnn, fast_cnn, lenet5, mlp, seed_cnn"),
+    ("train", ["model=nope"], "unknown option model=nope; choose one of: bn_cnn, "),
     ("train", ["optimizer.lr=fast"], "optimizer.lr=fast: optimizer.lr must be a number, not 'fast'"),
     ("train", ["train.epochs=two"], "train.epochs=two: train.epochs must be an integer, not 'two'"),
     ("train", ["train.progress=maybe"], "train.progress must be true or false"),

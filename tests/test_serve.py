@@ -1,45 +1,63 @@
 """The draw-a-digit page: its endpoints through Starlette's test client, and a real headless
-Chromium that draws a 7 with pointer events and reads the answer off the page."""
+Chromium that draws a 7 with pointer events and reads the answer off the page; its safe defaults
+(this machine only) on every install, the serve extra or not."""
 
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from netlab import backend, checkpoint, saved, training
-from conftest import ROOT, cli, small_config
+from netlab import saved, training
+from conftest import cli, small_config, wait_for
 
-pytest.importorskip("starlette")
-pytest.importorskip("httpx")
+
+def needs_the_extra():
+    """Skip, on an install without the serve extra, a test that runs the page itself (the
+    defaults at the end of this file are checked on every install)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A seed CNN trained on the fixture's 540 digits long enough to read a clear 7."""
+    needs_the_extra()
     out = tmp_path_factory.mktemp("serve") / "run"
     training.Trainer(small_config("train.epochs=15", "train.batch_size=64", "train.eval_every=1000"), out).fit()
     return out
 
 
-@pytest.fixture(scope="module")
-def client(run):
+def page_client(run, hosts=None, base_url="http://127.0.0.1"):
+    """Starlette's test client on the page, as a browser on this machine reaches it (Host 127.0.0.1)."""
+    needs_the_extra()
     from starlette.testclient import TestClient
 
     from netlab.inference import Predictor
     from netlab.web.app import make_app
 
-    return TestClient(make_app(Predictor(saved.load(run))))
+    return TestClient(make_app(Predictor(saved.load(run)), hosts), base_url=base_url)
+
+
+@pytest.fixture(scope="module")
+def client(run):
+    return page_client(run)
+
+
+@pytest.mark.parametrize("host,status", [("127.0.0.1", 200), ("localhost", 200), ("[::1]", 200),
+                                         ("rebound.example", 400), ("127.0.0.1.evil.example", 400)])
+def test_only_this_machines_names_are_answered_by_default(run, host, status):
+    """DNS rebinding: a page on 127.0.0.1 answers requests for its own names only."""
+    pytest.importorskip("starlette")
+    assert page_client(run, base_url=f"http://{host}").get("/api/info").status_code == status
+    assert page_client(run, ["rebound.example"], base_url="http://rebound.example").get("/api/info").status_code == 200
 
 
 def png(array: np.ndarray) -> bytes:
@@ -140,18 +158,33 @@ def browser():
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
-def test_a_browser_draws_a_seven_and_reads_the_answer(run, tmp_path):
+def answer_to(url: str, image: bytes) -> dict:
+    """The server's answer to ``image`` (PNG bytes), asked directly (no proxy: it is this machine)."""
+    import json
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url + "api/predict", data=image, headers={"Content-Type": "image/png"})
+    with opener.open(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def test_a_browser_draws_a_seven_and_reads_the_answer(run, tmp_path, spawn):
+    import base64
+
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser()
-    server = subprocess.Popen([sys.executable, "-m", "netlab.serve", f"checkpoint={run}", "port=0"], cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = spawn("netlab.serve", f"checkpoint={run}", "port=0", cwd=tmp_path, stdout=out,
+                       stderr=subprocess.STDOUT)
     try:
-        line = server.stdout.readline()
-        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        address = wait_for(lambda: re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
+                           "the server to print its address", timeout=60, proc=server)
+        url = address.group(0)
         driver.get(url)
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
         pad = driver.find_element(By.ID, "pad")
@@ -162,10 +195,22 @@ def test_a_browser_draws_a_seven_and_reads_the_answer(run, tmp_path):
             actions.move_by_offset(dx, dy)
         actions.release().perform()
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "predicted").text.strip())
-        time.sleep(1.0)  # let the answer to the last pointer event arrive
+        # The page asks while the stroke is drawn, one request at a time, so the first answer shown
+        # may be to part of the 7: wait until it shows the answer to the whole drawing, which the
+        # server gives for the pad as it is now.
+        drawing = base64.b64decode(driver.execute_script(
+            "return document.getElementById('pad').toDataURL('image/png')").split(",", 1)[1])
+        final = answer_to(url, drawing)["probabilities"]
+
+        def shown(d):
+            return {b.get_attribute("data-class"): float(b.get_attribute("data-probability") or "nan")
+                    for b in d.find_elements(By.CSS_SELECTOR, "#bars .bar")}
+
+        WebDriverWait(driver, 30, poll_frequency=0.1).until(
+            lambda d: shown(d) == pytest.approx(final, abs=1e-6),
+            message=f"the page never showed the answer to the finished drawing, {final}")
         predicted = driver.find_element(By.ID, "predicted").text.strip()
-        bars = {b.get_attribute("data-class"): float(b.get_attribute("data-probability"))
-                for b in driver.find_elements(By.CSS_SELECTOR, "#bars .bar")}
+        bars = shown(driver)
         assert predicted == "7", (predicted, bars)
         assert max(bars, key=bars.get) == "7" and sum(bars.values()) == pytest.approx(1, abs=1e-3)
         best_fill = driver.find_element(By.CSS_SELECTOR, "#bars .bar.best .fill").size["width"]
@@ -175,7 +220,145 @@ def test_a_browser_draws_a_seven_and_reads_the_answer(run, tmp_path):
         assert driver.find_element(By.ID, "error").text == ""
         driver.save_screenshot(str(tmp_path / "page.png"))
         assert Path(tmp_path / "page.png").stat().st_size > 10_000
-    finally:
+    finally:  # the spawn fixture stops the server
         driver.quit()
-        server.terminate()
-        server.wait(timeout=30)
+
+
+# ------------------------------------------- the defaults that keep the page private, on every install
+# Read from the schema and the command itself, so they are checked without Starlette or uvicorn.
+def test_the_page_listens_on_this_machine_only_by_default():
+    from netlab.config import ServeConfig, compose, validate
+
+    assert (ServeConfig.host, ServeConfig.allowed_hosts) == ("127.0.0.1", None)
+    composed = validate(compose("checkpoint=RUN", config_name="serve"), ServeConfig)
+    assert (composed.host, composed.port, composed.allowed_hosts) == ("127.0.0.1", 8000, None)
+
+
+def test_the_default_allowed_hosts_are_loopback_names_only():
+    from netlab.cli.serve import _loopback
+    from netlab.web.app import LOOPBACK_HOSTS
+
+    assert set(LOOPBACK_HOSTS) == {"127.0.0.1", "localhost", "::1", "[::1]"}
+    assert all(_loopback(h.strip("[]")) for h in LOOPBACK_HOSTS)
+
+
+class _Trained:
+    class config:
+        class model:
+            name = "seed_cnn"
+    path = Path("best.npz")
+
+
+@pytest.mark.parametrize("overrides,hosts,bound,warned", [
+    ([], "loopback", "127.0.0.1", False),
+    (["host=localhost"], "loopback", "127.0.0.1", False),
+    (["host=0.0.0.0"], ["*"], "0.0.0.0", True),
+    (["host=0.0.0.0", "allowed_hosts=[digits.example]"], ["digits.example"], "0.0.0.0", True),
+    (["allowed_hosts=[digits.example]"], ["digits.example"], "127.0.0.1", False),
+], ids=["default", "localhost", "all_interfaces", "all_interfaces_named", "named"])
+def test_the_command_answers_only_the_hosts_its_settings_allow(monkeypatch, capsys, overrides, hosts, bound, warned):
+    """What ``netlab.serve`` hands the app and binds, with the app and uvicorn stood in for (so
+    that it runs without the extra): loopback names and 127.0.0.1 unless told otherwise, and a
+    warning whenever the page is opened to the network."""
+    import sys
+    import types
+
+    from netlab.cli import serve as serve_app
+    from netlab.config import compose
+    from netlab.web import app, server
+
+    given = {}
+    monkeypatch.setitem(sys.modules, "uvicorn", types.ModuleType("uvicorn"))
+    monkeypatch.setattr(serve_app, "Predictor", lambda opened: types.SimpleNamespace(trained=_Trained))
+    monkeypatch.setattr(serve_app.saved, "open_for", lambda cfg: None)
+    monkeypatch.setattr(app, "make_app", lambda predictor, allowed: given.setdefault("hosts", allowed))
+
+    def run(made, sock):
+        given["address"] = sock.getsockname()[0]
+        sock.close()
+
+    monkeypatch.setattr(server, "run", run)
+    serve_app.serve(compose("checkpoint=RUN", "port=0", *overrides, config_name="serve"))
+    assert given["hosts"] == (app.LOOPBACK_HOSTS if hosts == "loopback" else hosts)
+    assert given["address"] == bound
+    assert ("opens the page to every machine" in capsys.readouterr().err) == warned
+
+
+# ------------------------------------------------------------ slow and hostile clients (a soak)
+def _soak(url_host: str, port: int, png: bytes, seconds: float = 14.0) -> dict:
+    """Half-open connections (headers cut off), clients trickling a byte a second, and oversized
+    decodes, beside real clients asking for /api/info and /api/predict in a loop: the real ones'
+    latencies, and what became of the hostile ones."""
+    import statistics
+    import threading
+    import time
+    import urllib.request
+
+    hostile, trickles, stop = [], [], threading.Event()
+    for _ in range(150):  # half-sent requests that never finish their headers
+        s = socket.create_connection((url_host, port))
+        s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        hostile.append(s)
+
+    def trickle():
+        s = socket.create_connection((url_host, port))
+        trickles.append(s)
+        try:
+            for byte in b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n":
+                if stop.is_set():
+                    return
+                s.sendall(bytes([byte]))
+                time.sleep(1.0)
+        except OSError:
+            return  # the server hung up on it: what should happen
+
+    threads = [threading.Thread(target=trickle, daemon=True) for _ in range(20)]
+    for t in threads:
+        t.start()
+    latencies, statuses = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for request in (urllib.request.Request(f"http://{url_host}:{port}/api/info"),
+                        urllib.request.Request(f"http://{url_host}:{port}/api/predict", data=png, method="POST")):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+                statuses.append(response.status)
+            latencies.append(time.perf_counter() - t0)
+    # every hostile connection must have been closed by the server (its header deadline)
+    closed = 0
+    for s in hostile:
+        s.settimeout(10)
+        try:
+            closed += s.recv(1) == b""
+        except OSError:
+            closed += 1
+        s.close()
+    stop.set()
+    for s in trickles:
+        s.close()
+    latencies.sort()
+    return {"requests": len(latencies), "statuses": sorted(set(statuses)), "median_ms": 1e3 * statistics.median(latencies),
+            "p95_ms": 1e3 * latencies[int(0.95 * (len(latencies) - 1))], "max_ms": 1e3 * latencies[-1],
+            "half_open_closed": closed, "half_open": len(hostile)}
+
+
+@pytest.mark.slow
+def test_real_clients_are_served_beside_slow_and_half_open_ones(run, tmp_path, spawn):
+    """A bounded soak on loopback: 150 half-open requests and 20 clients trickling a byte a second
+    do not starve real requests, and the server closes every half-open one at its header deadline."""
+    pytest.importorskip("uvicorn")
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = spawn("netlab.serve", f"checkpoint={run}", "port=0", cwd=tmp_path, stdout=out,
+                       stderr=subprocess.STDOUT)
+    port = int(wait_for(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text()),
+                        "the server to print its address", timeout=60, proc=server).group(1))
+    png = io.BytesIO()
+    Image.fromarray(np.pad(np.full((12, 4), 255, np.uint8), 8)).save(png, format="PNG")
+    figures = _soak("127.0.0.1", port, png.getvalue())
+    print(f"soak: {figures}")
+    assert figures["statuses"] == [200] and figures["requests"] >= 10
+    assert figures["p95_ms"] < 3000, figures  # real clients answered within seconds, not starved
+    assert figures["half_open_closed"] == figures["half_open"], figures
+    assert server.poll() is None  # and the server is still up

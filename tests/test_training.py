@@ -1,37 +1,21 @@
-"""The training loop on the small real-MNIST fixture: outputs, determinism, backends, early
-stopping, resume (proven to resume), and divergence."""
+"""The training loop (Trainer.fit) on the small real-MNIST fixture: outputs, determinism,
+backends, epochs, problems found before the first step, and Ctrl-C between steps."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
 
-from netlab import checkpoint, training
-from netlab.errors import CheckpointError, DivergedError, Interrupted
-from netlab.metrics import Evaluation
-from conftest import small_config
-
-
-def fit(tmp_path, *overrides, name="run"):
-    """Train on the fixture into tmp_path/name; returns (results, folder)."""
-    out = tmp_path / name
-    out.mkdir()
-    cfg = small_config(*overrides)
-    trainer = training.Trainer(cfg, out)
-    return trainer.fit(), out
-
-
-def rows(out, keep=("step", "split", "loss", "accuracy", "lr")):
-    with open(out / "metrics.csv") as f:
-        return [tuple(r[k] for k in keep) for r in csv.DictReader(f)]
-
-
-def weights(out, which="last"):
-    return checkpoint.read(out / "checkpoints" / f"{which}.npz")
+from netlab import checkpoint, data, training
+from netlab.data import idx
+from netlab.errors import DataError, Interrupted
+from conftest import fit, fixture_copy, rows, small_config, train, wait_for, weights
 
 
 def test_outputs_and_formats(tmp_path):
@@ -118,152 +102,198 @@ def test_offline_augmentation_trains_on_more_images(tmp_path):
     assert results["steps"] == 17  # 1080 images / 64
 
 
-@pytest.mark.parametrize("val_accuracies,patience,stop_step,best_step", [
-    ([0.5, 0.5, 0.5, 0.5, 0.5], 2, 3, 1),        # never better after the first: stops after 2 more
-    ([0.5, 0.6, 0.6, 0.55, 0.7, 0.7], 2, 4, 2),  # equal is not better
-    ([0.5, 0.6, 0.7, 0.8, 0.9, 0.1, 0.1, 0.1], 3, 8, 5),
-])
-def test_early_stopping_stops_at_the_exact_step(tmp_path, monkeypatch, val_accuracies, patience, stop_step, best_step):
-    """Evaluation is scripted (val accuracy by evaluation point), so the stopping step is exact."""
-    script = iter(val_accuracies)
+# ------------------------------------------------------------ problems found before the first step
+def write_split(folder, split: str, images: np.ndarray, labels: np.ndarray):
+    image_name, label_name = data.datasets.SPLITS[split]
+    idx.write(folder / f"{image_name}.gz", images)
+    idx.write(folder / f"{label_name}.gz", labels)
+
+
+DATA_PROBLEMS = [
+    ("test images of another size", lambda f: write_split(f, "test", np.zeros((20, 32, 32), np.uint8),
+                                                           np.zeros(20, np.uint8)), "one size"),
+    ("empty test set", lambda f: write_split(f, "test", np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8)),
+     "the test split is empty"),
+    ("test labels fewer than images", lambda f: write_split(f, "test", np.zeros((20, 28, 28), np.uint8),
+                                                             np.zeros(19, np.uint8)), "20 images but 19 labels"),
+    ("test label out of range", lambda f: write_split(f, "test", np.zeros((20, 28, 28), np.uint8),
+                                                       np.full(20, 11, np.uint8)), "label 11 outside 0..9"),
+    ("one training image", lambda f: write_split(f, "train", np.zeros((1, 28, 28), np.uint8), np.zeros(1, np.uint8)),
+     "val_fraction"),
+    ("labels stored as 3-d", lambda f: idx.write(f / "t10k-labels-idx1-ubyte.gz", np.zeros((20, 2, 2), np.uint8)),
+     "has 3 dimensions, expected 1"),
+]
+
+
+@pytest.mark.parametrize("case,spoil,message", DATA_PROBLEMS, ids=[c[0] for c in DATA_PROBLEMS])
+def test_data_problems_are_found_before_the_first_step(tmp_path, case, spoil, message):
+    folder = fixture_copy(tmp_path / "data")
+    spoil(folder)
+    with pytest.raises(DataError, match=message):
+        train(tmp_path / "run", f"data.root={folder}", "train.max_steps=2")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_model_input_of_another_size_is_found_before_the_first_step(tmp_path):
+    with pytest.raises(DataError, match=r"images are \(1, 28, 28\) but the model takes \(1, 32, 32\)"):
+        train(tmp_path / "run", "model.input_shape=[1,32,32]", "train.max_steps=2")
+
+
+# ------------------------------------------------------------------------ Ctrl-C between steps
+def test_a_ctrl_c_during_a_checkpoint_write_lets_the_write_finish(tmp_path, monkeypatch, default_sigint):
+    """A Ctrl-C that lands while a checkpoint is being assembled and written (it once hit
+    OmegaConf there and crashed with exit 1) ends the run after the write, whole, with
+    Interrupted (exit 130) naming that checkpoint's step."""
+    real_write, calls = checkpoint.write, []
+
+    def write_with_ctrl_c(path, state):
+        calls.append(path)
+        if len(calls) == 2:  # the second save: last.npz at step 4
+            interrupt = signal.getsignal(signal.SIGINT).__self__  # the run's DeferredInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            wait_for(lambda: interrupt.pending, "the Ctrl-C to reach the run's handler", timeout=10, interval=0.001)
+        return real_write(path, state)
+
+    monkeypatch.setattr(checkpoint, "write", write_with_ctrl_c)
+    cfg = small_config("train.max_steps=20", "train.checkpoint_every=2", "train.eval_every=100000")
+    trainer = training.Trainer(cfg, tmp_path)
+    with pytest.raises(Interrupted, match=r"interrupted \(Ctrl-C\) at step 4 of 20; the last checkpoint is from step 4"):
+        trainer.fit()
+    assert checkpoint.read(tmp_path / "checkpoints" / "last.npz").counters["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --------------------------------------------- the loop over any settings (Hypothesis), on a tiny model
+# A linear model on the fixture keeps each run to milliseconds, so the evaluation and checkpoint
+# points, early stopping and the best checkpoint are checked over many settings, not the one
+# convenient value where evaluation and checkpoints fall on the same steps.
+import copy  # noqa: E402
+import itertools  # noqa: E402
+import math  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from netlab import nn, optim  # noqa: E402
+from netlab.metrics import Evaluation  # noqa: E402
+from conftest import interrupt_at  # noqa: E402
+
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+BASE = small_config("data.augment.enabled=false", "model.dropout=0.0")
+TRAIN_IMAGES = 540  # the fixture's 600 training digits less the 10% held out
+_runs = itertools.count()
+
+
+def tiny_run(tmp_path, monkeypatch, out=None, write=True, **train):
+    """A Trainer on the fixture with a linear model, ``train`` settings set on the schema's
+    dataclass, and the figure skipped; records every checkpoint asked for as (name, step), and
+    writes it only if ``write``."""
+    cfg = copy.deepcopy(BASE)
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    monkeypatch.setattr(training.plots, "curves", lambda *a, **k: None)
+    trainer = training.Trainer(cfg, out or tmp_path / f"run{next(_runs)}")
+    nn.manual_seed(0)
+    trainer.model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).to(trainer.xp)
+    trainer.opt = optim.build(cfg.optimizer, trainer.model, trainer.total_steps)
+    trainer.saved = []
+    real_save = trainer.save
+
+    def save(name):
+        trainer.saved.append((name, trainer.at.step))
+        return real_save(name) if write else None
+
+    trainer.save = save
+    return trainer
+
+
+def evaluated_steps(trainer):
+    return sorted({row["step"] for row in trainer.log.rows})
+
+
+@PROPERTY
+@given(st.sampled_from([16, 25, 32, 64, 100]), st.integers(1, 12), st.integers(1, 12), st.integers(1, 2),
+       st.one_of(st.none(), st.integers(1, 30)))
+def test_evaluations_and_checkpoints_fall_where_their_settings_say(tmp_path, monkeypatch, batch, eval_every,
+                                                                   checkpoint_every, epochs, max_steps):
+    """Evaluated: every eval_every steps, each epoch's end and the last step; last.npz: every
+    checkpoint_every steps and the last. Any batch size, lengths and intervals, equal or not."""
+    with pytest.MonkeyPatch.context() as mp:
+        trainer = tiny_run(tmp_path, mp, write=False, batch_size=batch, eval_every=eval_every,
+                           checkpoint_every=checkpoint_every, epochs=epochs, max_steps=max_steps)
+        results = trainer.fit()
+    per_epoch = math.ceil(TRAIN_IMAGES / batch)
+    total = min(epochs * per_epoch, max_steps or 10 ** 9)
+    assert trainer.steps_per_epoch == per_epoch and results["steps"] == total
+    assert evaluated_steps(trainer) == [s for s in range(1, total + 1)
+                                        if s % eval_every == 0 or s % per_epoch == 0 or s == total]
+    assert [s for name, s in trainer.saved if name == "last"] == [s for s in range(1, total + 1)
+                                                                  if s % checkpoint_every == 0 or s == total]
+    assert results["images"] == sum(min(batch, TRAIN_IMAGES - b * batch) for b in range(per_epoch)) * (total // per_epoch) \
+        + min(total % per_epoch * batch, TRAIN_IMAGES)
+    assert results["epochs"] == round(total / per_epoch, 4)
+
+
+def scripted_validation(monkeypatch, trainer, accuracies: dict):
+    """Validation accuracy by step (test accuracy 0): evaluation becomes a script."""
+    val_size = trainer.splits.val_x.shape[0]
 
     def scripted(model, x, y, *args, **kwargs):
-        # called for val then test at each evaluation point; the val split is the smaller one here
-        return Evaluation(1.0, next(script)) if x.shape[0] == 60 else Evaluation(1.0, 0.0)
+        return Evaluation(1.0, accuracies[trainer.at.step]) if x.shape[0] == val_size else Evaluation(1.0, 0.0)
 
     monkeypatch.setattr(training.metrics, "evaluate", scripted)
-    results, out = fit(tmp_path, "train.max_steps=50", "train.eval_every=1", f"train.patience={patience}")
-    assert results["steps"] == stop_step and results["best_step"] == best_step
-    assert weights(out, "best").counters["step"] == best_step
 
 
-# ----------------------------------------------------------------------------- resume
-RESUME = ("train.max_steps=17", "train.checkpoint_every=3", "model.dropout=0.2", "data.augment.enabled=true",
-          "optimizer=momentum")
+@PROPERTY
+@given(st.lists(st.sampled_from([0.2, 0.4, 0.6, 0.8]), min_size=1, max_size=12), st.integers(0, 4),
+       st.integers(1, 3))
+def test_early_stopping_and_the_best_checkpoint_for_any_history(tmp_path, monkeypatch, accuracies, patience,
+                                                                eval_every):
+    """Any sequence of validation accuracies (ties included: equal is not better), any patience
+    (0: never stop) and interval: the run stops at the evaluation the rule names, and best.npz is
+    written at each improvement and last at the best step."""
+    total = len(accuracies) * eval_every
+    with pytest.MonkeyPatch.context() as mp:
+        trainer = tiny_run(tmp_path, mp, write=False, eval_every=eval_every, max_steps=total, patience=patience,
+                           checkpoint_every=10 ** 6, batch_size=16)
+        scripted_validation(mp, trainer, {eval_every * (i + 1): a for i, a in enumerate(accuracies)})
+        results = trainer.fit()
+    best, best_at, since, stop, improved = -1.0, 0, 0, total, []
+    for i, a in enumerate(accuracies):
+        step = eval_every * (i + 1)
+        if a > best:
+            best, best_at, since = a, step, 0
+            improved.append(step)
+        else:
+            since += 1
+        if patience and since >= patience:
+            stop = step
+            break
+    assert (results["steps"], results["best_step"], results["best_val_accuracy"]) == (stop, best_at, best)
+    assert [s for name, s in trainer.saved if name == "best"] == improved
 
 
-def interrupted_run(tmp_path, monkeypatch, at_step=15):
-    """A run that crashes inside its evaluation at ``at_step``; its last checkpoint is from step 12,
-    between two evaluation points, so the running train metrics must survive too."""
-    real = training.Trainer.evaluate
-
-    def crash(self):
-        result = real(self)
-        if self.at.step == at_step:
-            raise KeyboardInterrupt
-        return result
-
-    monkeypatch.setattr(training.Trainer, "evaluate", crash)
-    with pytest.raises(Interrupted, match="interrupted at step 15 of 17; the last checkpoint is from step 12"):
-        fit(tmp_path, *RESUME, name="interrupted")
-    monkeypatch.setattr(training.Trainer, "evaluate", real)
-    assert weights(tmp_path / "interrupted").counters["step"] == 12
-    return tmp_path / "interrupted"
-
-
-def resume(tmp_path, source, name="resumed", steps=None):
-    out = tmp_path / name
-    out.mkdir()
-    trainer = training.Trainer(small_config(*RESUME), out)
-    trainer.load(source)
-    if steps is not None:  # count the optimizer steps the resumed run takes
-        real_step = trainer.opt.step
-
-        def counted():
-            steps.append(trainer.at.step)
-            real_step()
-
-        trainer.opt.step = counted
-    trainer.fit()
-    return out
-
-
-def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch):
-    _, straight = fit(tmp_path, *RESUME, name="straight")
-    steps = []
-    resumed = resume(tmp_path, interrupted_run(tmp_path, monkeypatch), steps=steps)
-    assert steps == list(range(12, 17))  # the steps after the checkpoint, and only those
-    a, b = weights(straight), weights(resumed)
-    for part in ("model", "optimizer"):
-        for k, v in getattr(a, part).items():
-            np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=k)
-    assert a.rngs == b.rngs and a.counters == b.counters
-    assert rows(straight) == rows(resumed)
-
-
-def test_resume_uses_what_the_checkpoint_holds(tmp_path, monkeypatch):
-    """A perturbed checkpoint changes the result: resume really starts from the saved state."""
-    _, straight = fit(tmp_path, *RESUME, name="straight")
-    source = interrupted_run(tmp_path, monkeypatch)
-    ck = checkpoint.read(source)
-    ck.model["0.weight"] = ck.model["0.weight"] * 1.5
-    checkpoint.write(tmp_path / "perturbed.npz", ck)
-    resumed = resume(tmp_path, tmp_path / "perturbed.npz")
-    assert not np.array_equal(weights(straight).model["0.weight"], weights(resumed).model["0.weight"])
-    assert rows(straight)[:6] == rows(resumed)[:6]  # the history up to the checkpoint is kept
-    assert rows(straight)[6:] != rows(resumed)[6:]
-
-
-@pytest.mark.parametrize("change,named", [
-    ("model=mlp", "model.name: 'seed_cnn' -> 'mlp'"),
-    ("seed=1", "seed: 0 -> 1"),  # another seed re-splits validation: it would score on trained images
-    ("train.batch_size=16", "train.batch_size: 32 -> 16"),
-    ("data.val_fraction=0.2", "data.val_fraction: 0.1 -> 0.2"),
-    ("optimizer=adagrad", "optimizer.name: 'adam' -> 'adagrad'"),
-    ("data.augment.enabled=false", "data.augment.enabled: True -> False"),
-])
-def test_resume_with_other_settings_is_refused(tmp_path, change, named):
-    fit(tmp_path, "train.max_steps=5", name="first")
-    trainer = training.Trainer(small_config("train.max_steps=5", change), tmp_path / "second")
-    with pytest.raises(CheckpointError, match="settings differ") as err:
-        trainer.load(tmp_path / "first")
-    assert named in str(err.value)
-
-
-def test_resume_may_change_where_and_how_often_it_reports(tmp_path):
-    fit(tmp_path, "train.max_steps=5", name="first")
-    trainer = training.Trainer(small_config("train.max_steps=5", "train.eval_every=2", "train.patience=3",
-                                            "backend=array_api_strict"), tmp_path / "second")
-    trainer.load(tmp_path / "first")
-    assert trainer.at.step == 5
-
-
-# ----------------------------------------------------------------------------- divergence
-def test_divergence_from_the_start_names_no_checkpoint(tmp_path):
-    """lr 1e8 wrecks the weights in one step: checkpoints of such weights are never called good."""
-    with pytest.raises(DivergedError, match="Lower optimizer.lr") as err:
-        fit(tmp_path, "optimizer=sgd", "optimizer.lr=1e8", "train.max_steps=100", "train.checkpoint_every=1",
-            "train.eval_every=50")
-    assert "No checkpoint with usable weights" in str(err.value)
-    for path in (tmp_path / "run" / "checkpoints").glob("*.npz"):  # what was written is finite
-        ck = checkpoint.read(path)
-        assert all(np.all(np.isfinite(v)) for v in [*ck.model.values(), *ck.optimizer.values()])
-
-
-def test_divergence_later_names_a_checkpoint_that_works(tmp_path):
-    """Training goes well for 6 steps, then the lr jumps to 1e8: the checkpoint named as the
-    last good one holds finite weights that give a finite loss."""
-    out = tmp_path / "run"
-    out.mkdir()
-    trainer = training.Trainer(small_config("optimizer=sgd", "optimizer.schedule.name=constant", "train.max_steps=100",
-                                            "train.checkpoint_every=3", "train.eval_every=50"), out)
-    real_step = trainer.opt.step
-
-    def step():
-        if trainer.at.step == 6:
-            trainer.opt.base_lr = 1e8
-        real_step()
-
-    trainer.opt.step = step
-    with pytest.raises(DivergedError) as err:
-        trainer.fit()
-    message = str(err.value)
-    assert "The last good checkpoint is" in message, message
-    named = message.split("The last good checkpoint is ")[1].split(" (step")[0]
-    ck = checkpoint.read(named)
-    assert ck.counters["step"] >= 6
-    model = training.models.build(trainer.cfg.model)
-    model.load_state_dict(ck.model)
-    ev = training.metrics.evaluate(model.to(trainer.xp), trainer.splits.val_x, trainer.splits.val_y, 100,
-                                   trainer.mean, trainer.std)
-    assert np.isfinite(ev.loss)
+def test_resume_keeps_the_best_from_before_the_interruption(tmp_path, monkeypatch):
+    """The best validation accuracy came before the interruption (step 2) and nothing after it
+    beats it: the resumed run must still report step 2's best and keep best.npz from step 2,
+    never take a worse later evaluation for an improvement. Patience counts across the break."""
+    accuracies = {2: 0.9, 4: 0.5, 6: 0.6, 8: 0.7, 10: 0.8, 12: 0.85}
+    over = dict(eval_every=2, checkpoint_every=1, max_steps=12, patience=5)
+    with pytest.MonkeyPatch.context() as mp:
+        straight = tiny_run(tmp_path, mp, write=False, **over)
+        scripted_validation(mp, straight, accuracies)
+        expected = straight.fit()
+    first = tiny_run(tmp_path, monkeypatch, **over)
+    scripted_validation(monkeypatch, first, accuracies)
+    with pytest.raises(Interrupted):
+        interrupt_at(first, 5).fit()  # after step 5's checkpoint: evaluations at 2 (the best) and 4 are done
+    again = tiny_run(tmp_path, monkeypatch, out=first.out, **over)
+    scripted_validation(monkeypatch, again, accuracies)
+    again.load(first.out)
+    results = again.fit()
+    assert (expected["best_step"], expected["best_val_accuracy"], expected["steps"]) == (2, 0.9, 12)
+    for key in ("best_step", "best_val_accuracy", "steps", "val_accuracy"):
+        assert results[key] == expected[key], key
+    assert [s for name, s in again.saved if name == "best"] == []
+    assert weights(first.out, "best").counters["step"] == 2
+    assert weights(first.out).counters["evals_since_best"] == 5

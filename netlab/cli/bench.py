@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import time
 from datetime import datetime
@@ -268,14 +269,104 @@ def e2e_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def machine_limits(xp, repeats: int = 5) -> dict:
+    """This machine's measured limits with the bench's threads: single-precision matrix-product
+    throughput (a 2048^3 product) and memory bandwidth (a 256 MB copy, read plus write)."""
+    gen = backend.Generator(7)
+    a = gen.normal(xp, (2048, 2048))
+    b = gen.normal(xp, (2048, 2048))
+    big = gen.random(xp, (64 << 20,))
+    best_mm = best_copy = float("inf")
+    for _ in range(repeats):
+        with Timer(xp) as t:
+            a @ b
+        best_mm = min(best_mm, t.seconds)
+        with Timer(xp) as t:
+            xp.asarray(big, copy=True)
+        best_copy = min(best_copy, t.seconds)
+    return {"sgemm_gflops": 2 * 2048 ** 3 / best_mm / 1e9, "bandwidth_gb_s": 2 * big.size * 4 / best_copy / 1e9}
+
+
+def layer_costs(model, input_shape, batch: int) -> list[dict]:
+    """Each layer's floating-point operations and the bytes it must move at least (its inputs,
+    outputs and parameters, forward and backward), for one training step of ``batch`` images."""
+    xp = backend.namespace("numpy")
+    x = xp.zeros((1, *input_shape), dtype=xp.float32)
+    rows = []
+    model.eval()
+    for i, layer in enumerate(model):
+        y = layer.forward(x)
+        n_in, n_out = math.prod(x.shape[1:]) * batch, math.prod(y.shape[1:]) * batch
+        params = layer.num_parameters()
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            k = layer.in_channels * math.prod(layer.kernel_size) if isinstance(layer, nn.Conv2d) else layer.in_features
+            flops = 2 * n_out * k * (3 if i else 2)  # forward, weight gradient, and input gradient past layer 0
+        else:
+            flops = 8 * max(n_in, n_out)  # elementwise and reductions: a few operations per value, both passes
+        moved = 4 * (2 * n_in + 2 * n_out + 3 * params)  # x and y forward; dy, x (or y) and dx backward; weights
+        rows.append({"layer": f"{i}: {layer!r}", "gflop": flops / 1e9, "mb": moved / 1e6})
+        x = y
+    model.train()
+    return rows
+
+
+def roofline_mode(cfg) -> dict:
+    """Per layer of the model: its FLOPs and minimal bytes for a training step, its measured
+    time (the step's breakdown), and how close that is to this machine's limits: the time the
+    layer would take at the measured matrix-product rate or memory bandwidth, whichever binds,
+    divided by the measured time."""
+    xp = backend.namespace(cfg.backend.name)
+    threads = cfg.threads or backend.cpu_cores()
+    backend.set_threads(threads)
+    limits = machine_limits(xp)
+    report = {"mode": "roofline", "model": cfg.model.name, "threads": threads, "device": backend.device_name(xp),
+              **limits, "results": []}
+    for batch in ([2] if cfg.smoke else cfg.batch_sizes):
+        nn.manual_seed(0)
+        model = models.build(cfg.model, cfg.backend.conv).to(xp).train()
+        gen = backend.Generator(1)
+        x = gen.normal(xp, (batch, *cfg.model.input_shape))
+        y = xp.astype(gen.bits(xp, (batch,)) % cfg.model.num_classes, xp.int64)
+        times = breakdown(model, x, y, max(3, cfg.repeats))
+        rows = []
+        for cost, timed in zip(layer_costs(models.build(cfg.model), cfg.model.input_shape, batch), times):
+            seconds = (timed["forward_ms"] + timed["backward_ms"]) / 1e3
+            bound = max(cost["gflop"] / limits["sgemm_gflops"], cost["mb"] / 1e3 / limits["bandwidth_gb_s"])
+            rows.append({**cost, "ms": 1e3 * seconds, "gflop_s": cost["gflop"] / seconds if seconds else None,
+                         "limit": "compute" if cost["gflop"] / limits["sgemm_gflops"] >= cost["mb"] / 1e3 /
+                         limits["bandwidth_gb_s"] else "memory", "fraction_of_limit": bound / seconds if seconds else None})
+        total_ms = sum(r["ms"] for r in rows)
+        total_bound = sum(r["fraction_of_limit"] * r["ms"] for r in rows if r["fraction_of_limit"])
+        report["results"].append({"batch_size": batch, "layers": rows, "step_ms": total_ms,
+                                  "fraction_of_limit": total_bound / total_ms if total_ms else None})
+    return report
+
+
+def roofline_table(report: dict) -> str:
+    lines = [f"netlab roofline: {report['model']}, {report['threads']} threads; this machine: "
+             f"{report['sgemm_gflops']:.1f} GFLOP/s (sgemm 2048^3), {report['bandwidth_gb_s']:.1f} GB/s (copy)"]
+    for r in report["results"]:
+        lines += [f"batch {r['batch_size']}: step {r['step_ms']:.1f} ms, {100 * r['fraction_of_limit']:.0f}% of "
+                  f"the machine's limit overall",
+                  "  GFLOP      MB      ms  GFLOP/s  bound    of limit  layer"]
+        for row in r["layers"]:
+            lines.append(f"  {row['gflop']:6.3f} {row['mb']:7.1f} {row['ms']:7.2f} {row['gflop_s'] or 0:8.1f}  "
+                         f"{row['limit']:<7} {100 * (row['fraction_of_limit'] or 0):6.0f}%   {row['layer']}")
+    return "\n".join(lines)
+
+
+MODES = {"step": (step_mode, table), "e2e": (e2e_mode, e2e_table), "roofline": (roofline_mode, roofline_table)}
+
+
 @user_errors
 def bench(raw: DictConfig) -> dict:
     cfg = validate(raw, BenchConfig)
     cfg.out = Path(cfg.out) if cfg.out else Path("outputs/bench") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S.%f")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise ConfigError(f"out={cfg.out} is a file; the bench writes bench.json into a folder")
-    report = step_mode(cfg) if cfg.mode == "step" else e2e_mode(cfg)
-    print(table(report) if cfg.mode == "step" else e2e_table(report), flush=True)
+    measure, show = MODES[cfg.mode]
+    report = measure(cfg)
+    print(show(report), flush=True)
     out = write_json(cfg.out / "bench.json", report)
     log.info("wrote %s", out)
     return report

@@ -32,7 +32,8 @@ def evaluate(raw: DictConfig) -> dict:
     # The checkpoint says which images (dataset, split seed, fraction); the user says where they are.
     run_cfg, dc = trained.config, trained.config.data
     splits = data.load(trained.xp, dc.name, cfg.data.root, val_fraction=dc.val_fraction, seed=run_cfg.seed,
-                       download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit)
+                       download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit,
+                       input_shape=trained.input_shape, test_fraction=dc.test_fraction, classes=dc.classes)
     x, y = (splits.test_x, splits.test_y) if cfg.split == "test" else (splits.val_x, splits.val_y)
     if tuple(x.shape[1:]) != trained.input_shape:
         raise DataError(f"{dc.name} images are {tuple(x.shape[1:])} but the model takes {trained.input_shape}")

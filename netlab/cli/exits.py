@@ -129,10 +129,6 @@ def command(schema=None):
             os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report
             try:
                 return hydra_main(*args, **kwargs)
-            except SystemExit as exc:
-                if exc.code == 1 and not _State.task_started:
-                    raise SystemExit(EXIT_BAD_INPUT) from None
-                raise
             except Exception as exc:
                 if _State.task_started:
                     raise

@@ -34,9 +34,9 @@ def export(raw: DictConfig) -> dict:
     out = Path(cfg.out) if cfg.out else (trained.run_dir or path.parent) / f"{path.stem}{exporter.SUFFIX}"
     meta = {"model": yaml.safe_dump({"layers": run_cfg.model.layers}, default_flow_style=True).strip(),
             "model_name": run_cfg.model.name, "dataset": run_cfg.data.name,
-            "classes": json.dumps(list(data.DATASETS[run_cfg.data.name].classes)),
-            "num_classes": run_cfg.model.num_classes, "input": "image: float32 (N, 1, 28, 28), pixels in [0, 1], "
-            "a light digit on black as netlab.predict prepares it", "checkpoint_step": trained.step}
+            "classes": json.dumps(trained.classes), "num_classes": run_cfg.model.num_classes,
+            "input": data.input_description(run_cfg.data.name, run_cfg.model.input_shape),
+            "checkpoint_step": trained.step}
     try:
         exporter.write(model, mean, std, list(run_cfg.model.input_shape), out, meta)
     except ImportError as exc:
@@ -57,7 +57,8 @@ def _verify(cfg, model, mean, std, run_cfg, out: Path) -> dict:
         return onnx.agreement(out, model, mean, std, images)
     dc = run_cfg.data
     splits = data.load(backend.namespace("numpy"), dc.name, cfg.data.root, val_fraction=dc.val_fraction,
-                       seed=run_cfg.seed, download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit)
+                       seed=run_cfg.seed, download=cfg.data.download, verify=cfg.data.verify, limit=dc.limit,
+                       input_shape=run_cfg.model.input_shape, test_fraction=dc.test_fraction, classes=dc.classes)
     if tuple(splits.test_x.shape[1:]) != tuple(run_cfg.model.input_shape):
         raise ConfigError("the test images do not fit the model's input shape")
     return onnx.agreement(out, model, mean, std, backend.to_numpy(splits.test_x), backend.to_numpy(splits.test_y))

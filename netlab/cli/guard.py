@@ -41,10 +41,10 @@ def run_config(config, overrides: list[str]):
 
 class RunGuard(Callback):
     def on_run_start(self, config, **kwargs) -> None:
-        _reported(lambda: _prepare_run(config))
+        _reported(lambda: _prepare_run(config), config)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        _reported(lambda: _prepare_sweep(config))
+        _reported(lambda: _prepare_sweep(config), config)
 
 
 def _prepare_run(config) -> None:
@@ -71,12 +71,15 @@ def _prepare_sweep(config) -> None:
                           f"not write over it. Give this sweep its own folder (hydra.sweep.dir=...)")
 
 
-def _reported(prepare) -> None:
+def _reported(prepare, config) -> None:
     """Hydra turns a callback's exception into a warning and goes on: a refusal ends the command
-    here instead, and a crash shows its traceback."""
+    here instead (with its traceback and status 1 under debug=true), and a crash shows its traceback."""
     try:
         prepare()
     except NetlabError as exc:
+        if OmegaConf.select(config, "debug") or OmegaConf.select(config, "hydra.verbose"):
+            traceback.print_exc()
+            raise SystemExit(1) from None
         fail(str(exc), EXIT_BAD_INPUT)
     except Exception:
         traceback.print_exc()

@@ -1,8 +1,9 @@
 """Datasets: verified files, a seeded train/validation split, normalisation, augmentation.
 
-The modules: ``datasets`` (the table of datasets and reading a split), ``download`` (where
-files live, fetching and checking them), ``idx`` (the IDX format), ``images`` (a user's own
-image, prepared as the dataset's), ``pipeline`` (splits, normalisation, batches) and
+The modules: ``datasets`` (the table of datasets, their formats and reading a split),
+``download`` (where files live, fetching, unpacking and checking them), ``idx`` (the IDX
+format), ``folder`` (a user's images, one subfolder per class), ``images`` (a user's own image,
+prepared as the dataset's), ``pipeline`` (splits, per-channel normalisation, batches) and
 ``augment``. The names below are imported on first use, so that the configuration schema can
 read the dataset table without loading the rest.
 """
@@ -13,7 +14,8 @@ _HOMES = {
     "Augment": "augment", "affine": "augment", "blotch": "augment", "noise": "augment",
     "DATASETS": "datasets", "load_split": "datasets", "default_root": "download",
     "Loader": "pipeline", "Splits": "pipeline", "augment_offline": "pipeline", "load": "pipeline",
-    "normalize": "pipeline", "DataError": "..errors",
+    "normalize": "pipeline", "per_channel": "pipeline", "statistics": "pipeline",
+    "input_description": "datasets", "DataError": "..errors",
 }
 __all__ = sorted(_HOMES)
 

@@ -35,8 +35,9 @@ class Augment:
         dtype, device = x.dtype, x.device
         if s.rotate_p or s.translate_p:
             angle = self._pick(xp, rng, n, s.rotate_p, s.degrees * math.pi / 180, dtype, device)
-            dx = self._pick(xp, rng, n, s.translate_p, s.pixels, dtype, device)
-            dy = self._pick(xp, rng, n, s.translate_p, s.pixels, dtype, device)
+            shifted = rng.random(xp, (n,), dtype, device) < s.translate_p  # one choice per image, both axes
+            dx = xp.where(shifted, rng.uniform(xp, -s.pixels, s.pixels, (n,), dtype, device), 0.0)
+            dy = xp.where(shifted, rng.uniform(xp, -s.pixels, s.pixels, (n,), dtype, device), 0.0)
             x = affine(xp, x, angle, dx, dy)
         if s.blotch_p:
             x = blotch(xp, x, rng, s.blotch_p, s.blotch_min, s.blotch_max)

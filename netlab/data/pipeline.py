@@ -16,14 +16,56 @@ from ..errors import DataError
 log = logging.getLogger(__name__)
 
 
-def normalize(x, mean: float, std: float):
-    """``(x - mean) / std``: the one normalisation that training, evaluation and prediction share."""
-    return (x - mean) * (1.0 / std)
+def normalize(x, mean, std):
+    """``(x - mean) / std``: the one normalisation that training, evaluation and prediction share.
+
+    ``mean`` and ``std`` are numbers (one channel, or the same for every channel) or one number
+    per channel (a tuple), for images (N, C, H, W)."""
+    if not isinstance(mean, (tuple, list)) and not isinstance(std, (tuple, list)):
+        return (x - mean) * (1.0 / std)
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(x)
+    c = x.shape[-3]
+    means, stds = per_channel(mean, c), per_channel(std, c)
+    shape = (1,) * (x.ndim - 3) + (c, 1, 1)
+    m = xp.reshape(xp.asarray(means, dtype=x.dtype, device=x.device), shape)
+    scale = xp.reshape(xp.asarray([1.0 / s for s in stds], dtype=x.dtype, device=x.device), shape)
+    return (x - m) * scale
+
+
+def per_channel(value, channels: int) -> tuple:
+    """``value`` (a number or one per channel) as one number per channel."""
+    if isinstance(value, (tuple, list)):
+        if len(value) not in (1, channels):
+            raise DataError(f"normalisation of {len(value)} channels for images of {channels}")
+        return tuple(float(v) for v in value) * (channels if len(value) == 1 else 1)
+    return (float(value),) * channels
+
+
+def statistics(images) -> tuple:
+    """``(mean, std)`` of uint8 images (N, C, H, W) in [0, 1] units, per channel: numbers for one
+    channel (exactly as netlab always computed them), tuples for more."""
+    import numpy as np
+
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        channel = np.ascontiguousarray(images[:, c])
+        means.append(float(channel.mean()) / 255.0)
+        stds.append(float(channel.std()) / 255.0)
+    flat = [c for c, s in enumerate(stds) if s <= 0.0]
+    if flat:  # a channel with one value in every image carries nothing: centred, not scaled (never divided by 0)
+        log.warning("channel %s of every training image holds one value; it is centred but not scaled",
+                    ", ".join(map(str, flat)))
+        stds = [s if s > 0.0 else 1.0 for s in stds]
+    if images.shape[1] == 1:
+        return means[0], stds[0]
+    return tuple(means), tuple(stds)
 
 
 @dataclass
 class Splits:
-    """Images (N, 1, H, W) float in [0, 1] and labels (N,) int64, on the backend's device."""
+    """Images (N, C, H, W) float in [0, 1] and labels (N,) int64, on the backend's device."""
 
     train_x: object
     train_y: object
@@ -31,31 +73,46 @@ class Splits:
     val_y: object
     test_x: object
     test_y: object
-    mean: float            # training-split pixel statistics, for normalisation
-    std: float
+    mean: float | tuple    # training-split pixel statistics, for normalisation: a number for one
+    std: float | tuple     # channel, one per channel (a tuple) for more
     classes: tuple
     train_indices: object  # positions in the original training file (NumPy), for audits
     val_indices: object
 
 
 def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, seed: int = 0,
-         download: bool = True, verify: bool = True, device=None, limit: int | None = None) -> Splits:
+         download: bool = True, verify: bool = True, device=None, limit: int | None = None,
+         input_shape=None, test_fraction: float = 0.1, classes=None, num_classes: int | None = None) -> Splits:
     """Read ``dataset``, shuffle its training file with ``seed`` and hold out ``val_fraction``
-    of the original images for validation. ``limit`` keeps only the first images of each file."""
+    of the original images for validation. ``limit`` keeps only the first images of each file.
+
+    For ``folder`` (a user's images, one subfolder per class, in ``root``): ``input_shape`` is
+    the model's (its images are converted and resized to it), ``test_fraction`` of each class is
+    held out for testing when the folder has no test/ folder, ``classes`` (if given) are the
+    class names the model was trained on and must be the folder's, and ``num_classes`` (if given)
+    must be its number of classes."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
     spec = DATASETS.lookup(dataset)
-    folder = locate(spec, Path(root) if root else None, download)
-    official = folder.expanduser().resolve() == cache_dir(spec.name).expanduser().resolve()
-    differing: list[str] = []
-    train_images, train_labels = load_split(spec, folder, "train", verify, official, differing)
-    test_images, test_labels = load_split(spec, folder, "test", verify, official, differing)
-    if differing:
-        log.warning("%s: %d of its files differ from the official %s files; used as your own data "
-                    "(data.verify=false skips the check)", folder, len(differing), spec.name)
-    if train_images.shape[1:] != test_images.shape[1:]:
-        raise DataError(f"{folder}: training images are {train_images.shape[1:]} pixels but test images "
-                        f"{test_images.shape[1:]}; both splits must have one size")
+    if spec.format == "folder":
+        from . import folder as image_folder
+
+        train_images, train_labels, test_images, test_labels, names = image_folder.read(
+            root, input_shape, test_fraction=test_fraction, seed=seed, classes=classes, num_classes=num_classes)
+    else:
+        folder = locate(spec, Path(root) if root else None, download)
+        official = folder.expanduser().resolve() == cache_dir(spec.name).expanduser().resolve()
+        differing: list[str] = []
+        train_images, train_labels = load_split(spec, folder, "train", verify, official, differing)
+        test_images, test_labels = load_split(spec, folder, "test", verify, official, differing)
+        if differing:
+            log.warning("%s: %d of its files differ from the official %s files or cannot be matched to their "
+                        "checksums; used as your own data (data.verify=false skips the check)", folder,
+                        len(differing), spec.name)
+        if train_images.shape[1:] != test_images.shape[1:]:
+            raise DataError(f"{folder}: training images are {train_images.shape[2:]} pixels but test images "
+                            f"{test_images.shape[2:]}; both splits must have one size")
+        names = spec.classes
     if limit:
         train_images, train_labels = train_images[:limit], train_labels[:limit]
         test_images, test_labels = test_images[:limit], test_labels[:limit]
@@ -68,11 +125,10 @@ def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, se
     order = backend.to_numpy(backend.Generator(seed).spawn(0).permutation(np_xp, n))
     val_idx, train_idx = order[:n_val], order[n_val:]
     train = train_images[train_idx]
-    mean = float(train.mean()) / 255.0
-    std = float(train.std()) / 255.0
+    mean, std = statistics(train)
 
     def put(images):
-        return backend.from_numpy(xp, images[:, None, :, :], device=device)
+        return backend.from_numpy(xp, images, device=device)
 
     def to_unit(a):
         return xp.astype(a, xp.float32) * (1.0 / 255.0)
@@ -84,7 +140,7 @@ def load(xp, dataset: str = "mnist", root=None, *, val_fraction: float = 0.1, se
         to_unit(put(train)), labels(train_labels[train_idx]),
         to_unit(put(train_images[val_idx])), labels(train_labels[val_idx]),
         to_unit(put(test_images)), labels(test_labels),
-        mean, std, spec.classes, train_idx, val_idx,
+        mean, std, tuple(names), train_idx, val_idx,
     )
 
 
@@ -107,11 +163,11 @@ class Loader:
 
     Each epoch's order is a permutation drawn from ``seed`` and the epoch number, so any
     position in any epoch can be resumed exactly. ``transform(x, step)`` (augmentation) runs
-    on each batch before normalisation ``(x - mean) / std``.
+    on each batch before normalisation ``(x - mean) / std`` (per channel when they are tuples).
     """
 
     def __init__(self, xp, x, y, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 mean: float = 0.0, std: float = 1.0, transform=None, drop_last: bool = False):
+                 mean=0.0, std=1.0, transform=None, drop_last: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.xp, self.x, self.y = xp, x, y

@@ -90,15 +90,25 @@ class _Graph:
         raise ConfigError(f"ONNX export does not know layer {type(layer).__name__}")
 
 
-def write(model: nn.Sequential, mean: float, std: float, input_shape, path: Path, meta: dict) -> Path:
-    """Write ``model`` (eval mode) as an ONNX graph with its normalisation folded in front."""
+def _constant(value, channels: int):
+    """A normalisation constant: a number as a scalar, one per channel as (1, C, 1, 1)."""
+    if isinstance(value, (tuple, list)):
+        return np.asarray(data.per_channel(value, channels), dtype=np.float32).reshape(1, channels, 1, 1)
+    return value
+
+
+def write(model: nn.Sequential, mean, std, input_shape, path: Path, meta: dict) -> Path:
+    """Write ``model`` (eval mode) as an ONNX graph with its normalisation folded in front
+    (``mean`` and ``std``: numbers, or one per channel, as constants of shape (1, C, 1, 1))."""
     import onnx
     from onnx import TensorProto, helper
 
     from ..outputs import atomic_write
 
     g = _Graph(helper)
-    x = g.node("Div", [g.node("Sub", ["image", g.const("mean", mean)], "centred"), g.const("std", std)], "normalised")
+    channels = int(input_shape[0])
+    x = g.node("Div", [g.node("Sub", ["image", g.const("mean", _constant(mean, channels))], "centred"),
+                       g.const("std", _constant(std, channels))], "normalised")
     for i, layer in enumerate(model):
         x = g.layer(layer, i, x)
     g.node("Identity", [x], "logits")
@@ -116,7 +126,7 @@ def write(model: nn.Sequential, mean: float, std: float, input_shape, path: Path
     return atomic_write(path, lambda f: f.write(onnx_model.SerializeToString()))
 
 
-def agreement(path: Path, model, mean: float, std: float, images: np.ndarray, labels=None,
+def agreement(path: Path, model, mean, std, images: np.ndarray, labels=None,
               batch: int = 500) -> dict:
     """ONNX Runtime's logits for ``images`` (N, C, H, W) in [0, 1] beside netlab's: the largest
     difference, the share of equal arg-maxes, and both accuracies when ``labels`` are given."""

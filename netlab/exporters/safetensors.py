@@ -1,7 +1,8 @@
 """safetensors weights: writing a trained model's, and reading anyone's as data.
 
 The file holds the weights under PyTorch's ``state_dict`` names (so ``torch.nn.Sequential``
-loads them strictly), with the normalisation and the model file as metadata.
+loads them strictly), with the normalisation (per channel for colour models: a JSON list) and
+the model file as metadata.
 """
 
 from __future__ import annotations
@@ -20,15 +21,24 @@ SUFFIX = ".safetensors"
 FORMAT = "netlab-weights-1"
 
 
-def write(model: nn.Sequential, mean: float, std: float, input_shape, path: Path, meta: dict) -> Path:
-    """Write the weights under PyTorch's state_dict names, with normalisation and model file as metadata."""
+def _statistic(value) -> str:
+    """A normalisation statistic as metadata text: ``0.1307``, or ``[0.49, 0.48, 0.45]`` per channel."""
+    if isinstance(value, (tuple, list)):
+        return json.dumps([float(v) for v in value])
+    return repr(float(value))
+
+
+def write(model: nn.Sequential, mean, std, input_shape, path: Path, meta: dict) -> Path:
+    """Write the weights under PyTorch's state_dict names, with normalisation (a number, or a
+    JSON list of one number per channel) and model file as metadata."""
     from safetensors.numpy import save
 
     from ..outputs import atomic_write
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
-    metadata = {"format": FORMAT, "mean": repr(float(mean)), "std": repr(float(std)),
-                **{k: str(v) for k, v in meta.items()}}
+    # np.array, not np.ascontiguousarray: that makes a 0-d buffer (batch norm's count) 1-d
+    tensors = {k: np.array(v, order="C") for k, v in model.state_dict().items()}
+    metadata = {"format": FORMAT, "mean": _statistic(mean), "std": _statistic(std),
+                "input_shape": json.dumps([int(d) for d in input_shape]), **{k: str(v) for k, v in meta.items()}}
     return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
 
 

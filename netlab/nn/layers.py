@@ -12,7 +12,7 @@ import math
 
 from .. import backend
 from ..registry import Registry
-from . import fft, im2col
+from . import fft, im2col, winograd
 from .im2col import CHWN as _CHWN, NCHW as _NCHW, conv_outsize, pad, pair, window
 from .init import kaiming_uniform
 from .module import Module
@@ -52,6 +52,7 @@ class Linear(Module):
 CONV_ALGORITHMS = Registry("conv algorithm")
 CONV_ALGORITHMS.register("im2col", im2col)
 CONV_ALGORITHMS.register("fft", fft)
+CONV_ALGORITHMS.register("winograd", winograd)
 AUTO = "auto"
 
 

@@ -1,5 +1,7 @@
 // The draw-a-digit page: draw with pointer events, send the pad as a PNG to /api/predict
-// while drawing (at most one request in flight), and show what comes back.
+// while drawing (at most one request in flight), or send an image file chosen with the
+// upload button as it is (a colour photo for a colour model), and show what comes back: the
+// input the model sees (grey, or in colour for a colour model), its answer and feature maps.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -51,19 +53,23 @@ function stroke(a, b) {
   ctx.stroke();
 }
 
+async function send(blob, type) {
+  const response = await fetch("/api/predict", { method: "POST", body: blob, headers: { "Content-Type": type } });
+  const body = await response.json();
+  if (!response.ok) {
+    document.getElementById("error").textContent = body.error;
+  } else {
+    document.getElementById("error").textContent = "";
+    show(body);
+  }
+}
+
 function ask() {
   if (pending) { again = true; return; }
   pending = true;
   pad.toBlob(async (blob) => {
     try {
-      const response = await fetch("/api/predict", { method: "POST", body: blob, headers: { "Content-Type": "image/png" } });
-      const body = await response.json();
-      if (!response.ok) {
-        document.getElementById("error").textContent = body.error;
-      } else {
-        document.getElementById("error").textContent = "";
-        show(body);
-      }
+      await send(blob, "image/png");
     } catch (e) {
       document.getElementById("error").textContent = "the server did not answer: " + e;
     } finally {
@@ -73,11 +79,37 @@ function ask() {
   }, "image/png");
 }
 
+// An image file of the user's: sent as it is (the server prepares it as the training images
+// were), and shown on the pad, fitted inside it, where drawing may go on.
+document.getElementById("upload").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (!file) return;
+  const url = URL.createObjectURL(file);
+  const picture = new Image();
+  picture.onload = () => {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    const scale = Math.min(pad.width / picture.width, pad.height / picture.height);
+    const w = picture.width * scale, h = picture.height * scale;
+    ctx.drawImage(picture, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  picture.onerror = () => URL.revokeObjectURL(url);
+  picture.src = url;
+  try {
+    await send(file, file.type || "application/octet-stream");
+  } catch (e) {
+    document.getElementById("error").textContent = "the server did not answer: " + e;
+  }
+});
+
 function show(answer) {
   for (const id of ["says-hint", "maps-hint"]) document.getElementById(id).hidden = true;
   document.getElementById("predicted").textContent = answer.class;
   showBars(answer.probabilities);
   drawInput(answer.input);
+  if (answer.prepared) document.getElementById("input-hint").textContent = answer.prepared;
   const layers = document.getElementById("layers");
   layers.innerHTML = "";
   for (const layer of answer.layers) {
@@ -119,15 +151,22 @@ function showBars(probabilities) {
   }
 }
 
+// A canvas of an image in [0, 1]: rows (H x W) grey, or channels (C x H x W): three are red,
+// green and blue, one is grey.
 function image(rows) {
-  const h = rows.length, w = rows[0].length;
+  const colour = Array.isArray(rows[0][0]);
+  const planes = colour ? rows : [rows];
+  const h = planes[0].length, w = planes[0][0].length;
+  const [r, g, b] = planes.length >= 3 ? planes : [planes[0], planes[0], planes[0]];
   const c = document.createElement("canvas");
   c.width = w;
   c.height = h;
   const pixels = c.getContext("2d").createImageData(w, h);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const v = Math.round(255 * rows[y][x]), k = 4 * (y * w + x);
-    pixels.data[k] = pixels.data[k + 1] = pixels.data[k + 2] = v;
+    const k = 4 * (y * w + x);
+    pixels.data[k] = Math.round(255 * r[y][x]);
+    pixels.data[k + 1] = Math.round(255 * g[y][x]);
+    pixels.data[k + 2] = Math.round(255 * b[y][x]);
     pixels.data[k + 3] = 255;
   }
   c.getContext("2d").putImageData(pixels, 0, 0);
@@ -140,8 +179,11 @@ function drawInput(rows) {
   t.fillStyle = "#000";
   t.fillRect(0, 0, target.width, target.height);
   if (!rows) return;
+  const picture = image(rows);
+  const scale = Math.min(target.width / picture.width, target.height / picture.height);
+  const w = picture.width * scale, h = picture.height * scale;
   t.imageSmoothingEnabled = false;
-  t.drawImage(image(rows), 0, 0, target.width, target.height);
+  t.drawImage(picture, (target.width - w) / 2, (target.height - h) / 2, w, h);
 }
 
 fetch("/api/info").then((r) => r.json()).then((i) => {
