@@ -31,6 +31,39 @@ RESUME_MAY_CHANGE = ("backend", "debug", "data.root", "data.download", "data.ver
 
 LENGTH_FREE_SCHEDULES = ("constant", "step")  # their lr does not depend on the run's length
 
+# train.resume=auto: continue this run's own folder when it holds a checkpoint, else start. What a
+# sweep job that Slurm requeued (time limit, preemption) needs: it runs again with the same
+# overrides into the same folder, and goes on from its last checkpoint there.
+AUTO = "auto"
+
+
+def own_folder() -> Path:
+    """The folder this run writes into, inside a running Hydra app (also before Hydra made it)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # no Hydra app: the Python API
+        raise CheckpointError("train.resume=auto continues the run folder a command writes into (a sweep "
+                              "job's); from Python, name the run to continue: train__resume=RUN") from None
+    return Path(str(hc.runtime.output_dir if hc.mode == RunMode.MULTIRUN else hc.run.dir))
+
+
+def settle_auto(cfg):
+    """``cfg`` for a run whose ``train.resume`` is ``auto``, with nothing to continue yet (a sweep
+    job's first start): ``train.resume`` unset. Any other ``cfg`` as it is."""
+    if OmegaConf.select(cfg, "train.resume") != AUTO or checkpoint_of(own_folder()) is not None:
+        return cfg
+    import copy
+
+    from omegaconf import open_dict
+
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.train.resume = None
+    return cfg
+
 
 def pinned_changes(saved, current) -> list[str]:
     """``key: saved -> current`` for each pinned setting that differs between two configs."""
@@ -70,7 +103,7 @@ def restore(trainer, ck: checkpoint.Checkpoint) -> None:
 def resume(trainer, path) -> None:
     """Continue ``trainer`` (not yet fitted) from the checkpoint at ``path`` (a run folder or a
     .npz file), refusing a checkpoint whose pinned settings differ from the trainer's."""
-    path = Path(run_folder(path) if str(path) == LATEST else path).expanduser()
+    path = Path(run_folder(path) if str(path) in (LATEST, AUTO) else path).expanduser()
     path = (checkpoint_of(path) or path / "checkpoints" / "last.npz") if path.is_dir() else path
     ck = checkpoint.read(path)
     changed = pinned_changes(embedded_config(ck, str(path)), trainer.cfg)
@@ -91,10 +124,19 @@ def resume(trainer, path) -> None:
 
 def run_folder(spec) -> Path:
     """The run folder that ``train.resume=spec`` continues: ``spec`` itself (a run folder), the
-    folder of a checkpoint file (``RUN/checkpoints/last.npz``), or ``latest``: the newest run
-    under ``outputs/`` that has a checkpoint to continue from."""
+    folder of a checkpoint file (``RUN/checkpoints/last.npz``), ``latest``: the newest run
+    under ``outputs/`` that has a checkpoint to continue from, or ``auto``: this run's own
+    folder, which holds a checkpoint (see :func:`settle_auto` for when it does not)."""
     if str(spec) == LATEST:
         return latest_run(finished=False)
+    if str(spec) == AUTO:
+        folder = own_folder()
+        if checkpoint_of(folder) is None:
+            raise CheckpointError(f"train.resume=auto: {folder} holds no checkpoint to continue. auto is for a "
+                                  f"sweep's jobs (sweep=slurm sets it: a requeued job continues its own folder, a "
+                                  f"first start starts); sweep with -m, name the run to continue "
+                                  f"(train.resume=RUN or latest), or leave train.resume unset to start")
+        return folder
     path = Path(spec).expanduser()
     if path.is_file():
         folder = checkpoint.run_dir(path)

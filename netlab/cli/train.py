@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from .. import resume
 from ..config import Config
 from ..errors import NetlabError
 from ..outputs import discard_if_bare, output_dir
@@ -26,11 +27,12 @@ def train(cfg: DictConfig) -> float:
     (what sweepers optimise)."""
     out = output_dir()
     try:
-        checked = run_config(cfg, list(HydraConfig.get().overrides.task))
+        # train.resume=auto (sweep=slurm): a requeued job continues its own folder, a first start starts
+        checked = run_config(resume.settle_auto(cfg), list(HydraConfig.get().overrides.task))
         # paths the user typed are relative to where they typed them, also with hydra.job.chdir=true
         for group, key in (("data", "root"), ("train", "resume"), ("train", "init_from")):
             value = getattr(getattr(checked, group), key)
-            if value and value != "latest":
+            if value and value not in ("latest", resume.AUTO):
                 setattr(getattr(checked, group), key, to_absolute_path(value))
         trainer = Trainer(checked, out)
         if checked.train.resume:
