@@ -90,11 +90,9 @@ class _Fixed:
 
 def figure(test: RangeTest, title: str):
     """Loss against lr (log scale), raw and smoothed, the suggestions marked."""
-    import matplotlib
+    from .plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(test.lrs, test.losses, color="tab:blue", alpha=0.3, label="training loss")
     ax.plot(test.lrs, test.smoothed, color="tab:blue", label="smoothed")

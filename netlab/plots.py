@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from .outputs import atomic_write
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from .outputs import atomic_write  # noqa: E402
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use: it is half a
+    second of every command's start-up, and most commands draw nothing (a refused one never)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 def save(fig, path: Path) -> None:
     """Write ``fig`` as a PNG atomically (a crash never leaves half a picture), and free it."""
@@ -21,7 +27,7 @@ def save_to(fig, file) -> None:
     try:
         fig.savefig(file, format="png", dpi=100)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
 
 
 COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
@@ -34,7 +40,7 @@ def curves(rows: list[dict], path: Path, title: str = "") -> None:
 
 def curves_figure(rows: list[dict], title: str = "", mark: int | None = None):
     """Loss and accuracy curves; ``mark`` draws a line at that step (a checkpoint's)."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(11, 4))
     for split, color in COLORS.items():
         pts = [r for r in rows if r["split"] == split]
         if not pts:
@@ -61,7 +67,7 @@ def curves_figure(rows: list[dict], title: str = "", mark: int | None = None):
 def confusion(matrix, classes, path: Path, title: str = "") -> None:
     """A confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    fig, ax = pyplot().subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
     ax.imshow([[min(v, 50) for v in row] for row in matrix], cmap="Blues")
     for i in range(k):
         for j in range(k):

@@ -12,7 +12,7 @@ Run from anywhere, with the project's Python (stdlib only)::
 is replaced by ``new`` -- a plausible bug, described in ``what``. For every selected entry the
 runner copies the working tree (tracked files plus untracked files git does not ignore, as
 they are on disk now) into a temporary directory, applies the replacement there only, and runs
-``python -m pytest -x -q -p no:cacheprovider -m "not slow" <tests>`` in that copy with
+``python -m pytest -x -q -p no:cacheprovider -m "not slow" -n auto <tests>`` in that copy with
 ``PYTHONPATH`` set to it. The working tree itself is never written to. An entry may name the
 test files that mirror its module (``first``): they run first, in the order given (the file whose
 test is meant to catch the mutant first, to fail fast), and when they already fail the mutant is
@@ -514,10 +514,12 @@ def select(mutations, modules, keys):
     return chosen
 
 
-def run_pytest(copy: Path, tests: list[str], timeout: float):
-    """(status, seconds, output) of pytest in ``copy``."""
+def run_pytest(copy: Path, tests: list[str], timeout: float, workers: str = "auto"):
+    """(status, seconds, output) of pytest in ``copy``, on ``workers`` xdist workers (``0``: in
+    one process, what a few mirror files run fastest in)."""
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-n", workers,
+           *tests]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -610,7 +612,7 @@ def main(argv=None) -> int:
                     status, seconds, out = "SURVIVED", 0.0, ""
                     first = list(m.first) or mirror(copy, m.file)
                     if first and args.tests == "tests":
-                        status, seconds, out = run_pytest(copy, first, args.timeout)
+                        status, seconds, out = run_pytest(copy, first, args.timeout, workers="0")
                     if status == "SURVIVED":
                         status, more, out = run_pytest(copy, tests, args.timeout)
                         seconds += more

@@ -843,34 +843,17 @@ def test_the_page_answers_a_colour_picture_with_the_input_in_colour(e2e, tmp_pat
     assert "resized to 32x32" in body["prepared"] and len(body["probabilities"]) == 10
 
 
-def browser():
-    """Headless Chromium driven by Selenium, or a skip saying what is missing."""
-    import shutil
-
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver_path = shutil.which("chromedriver")
-    if not binary or not driver_path:
-        pytest.skip("no Chromium and chromedriver here (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
-                 "--disable-gpu"):
-        options.add_argument(flag)
-    from selenium.webdriver.chrome.service import Service
-
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
 def test_a_browser_shows_an_uploaded_colour_picture_in_colour(e2e, tmp_path, spawn):
     import re
     import subprocess
 
-    from conftest import wait_for
+    from conftest import browser, wait_for
+
+    pytest.importorskip("starlette")
+    driver = browser()  # or a skip saying what is missing, before anything is trained
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver = browser()
     out, _, _ = e2e("cifar10")
     log = tmp_path / "serve.log"
     with open(log, "w") as f:

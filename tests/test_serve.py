@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from netlab import saved, training
-from conftest import cli, small_config, wait_for
+from conftest import browser, cli, small_config, wait_for
 
 
 def needs_the_extra():
@@ -139,23 +138,6 @@ def test_only_loopback_hosts_are_quiet():
 
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
     assert not _loopback("0.0.0.0") and not _loopback("192.168.1.5")
-
-
-def browser():
-    """Headless Chromium driven by Selenium, or a skip saying what is missing."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver_path = shutil.which("chromedriver")
-    if not binary or not driver_path:
-        pytest.skip("no Chromium and chromedriver here (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400",
-                 "--disable-gpu"):
-        options.add_argument(flag)
-    from selenium.webdriver.chrome.service import Service
-
-    return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
 def answer_to(url: str, image: bytes) -> dict:

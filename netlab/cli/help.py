@@ -7,10 +7,12 @@ only that command's keys and config groups.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import inspect
 import io
+import sys
 import tokenize
 import typing
 
@@ -21,21 +23,32 @@ from .. import config as schema
 
 
 @functools.lru_cache(maxsize=None)
+def _field_comments(module: str) -> dict[str, dict[str, str]]:
+    """``class name -> {field -> the comment at the end of its line}`` for the top-level classes
+    of ``module``, from one tokenizer pass and one parse of its source (``inspect.getsource`` per
+    class re-parses the module each time: most of a command's start-up time, for help that is
+    built on every start)."""
+    source = inspect.getsource(sys.modules[module])
+    by_line: dict[int, tuple[str, str]] = {}
+    lines: dict[int, list] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        lines.setdefault(tok.start[0], []).append(tok)
+    for number, toks in lines.items():
+        toks = [t for t in toks if t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
+        if (len(toks) >= 3 and toks[0].type == tokenize.NAME and toks[1].string == ":"
+                and toks[-1].type == tokenize.COMMENT):
+            by_line[number] = (toks[0].string, toks[-1].string.lstrip("#").strip())
+    return {node.name: dict(by_line[n] for n in range(node.lineno, node.end_lineno + 1) if n in by_line)
+            for node in ast.parse(source).body if isinstance(node, ast.ClassDef)}
+
+
+@functools.lru_cache(maxsize=None)
 def comments(cls) -> dict[str, str]:
     """``field -> the comment at the end of its line`` in the source of ``cls`` and its bases."""
     out = {}
     for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        lines: dict[int, list] = {}
-        for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(klass)).readline):
-            lines.setdefault(tok.start[0], []).append(tok)
-        for toks in lines.values():
-            toks = [t for t in toks if t.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL,
-                                                      tokenize.NEWLINE)]
-            if (len(toks) >= 3 and toks[0].type == tokenize.NAME and toks[1].string == ":"
-                    and toks[-1].type == tokenize.COMMENT):
-                out[toks[0].string] = toks[-1].string.lstrip("#").strip()
+        if dataclasses.is_dataclass(klass):
+            out.update(_field_comments(klass.__module__).get(klass.__qualname__, {}))
     return out
 
 

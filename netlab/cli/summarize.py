@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import DataError
 from ..outputs import atomic_write, read_text
-from ..plots import save
+from ..plots import pyplot, save
 from ..sweeps import FAILURE_FILE
 
 COLUMNS = ("run", "overrides", "val_accuracy", "test_accuracy", "best_val_accuracy", "train_time_s",
@@ -122,11 +122,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def comparison_figure(rows: list[dict], title: str):
     """The validation accuracy curves of every run, overlaid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     shown = []
     for r in rows:
