@@ -202,3 +202,170 @@ def test_an_overlong_embedded_config_is_refused(run, tmp_path):
 
     with pytest.raises(CheckpointError, match="text of at most"):
         checkpoint.read(tampered(run, tmp_path, change))
+
+
+# ------------------------------------------------------------ adversarial: every field typed and checked
+import re  # noqa: E402
+
+from netlab.checkpoint import COUNTERS  # noqa: E402
+
+
+def _first_weight(arrays):
+    return next(k for k in arrays if k.startswith("model.") and not k.endswith("num_batches_tracked"))
+
+
+def _refused(run, tmp_path, change, field, words):
+    path = tampered(run, tmp_path, change)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.read(path)
+    assert f"'{field}'" in str(caught.value) or f": {field} " in str(caught.value), str(caught.value)
+    assert words in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("counter", COUNTERS)
+@pytest.mark.parametrize("value", [np.int64(-1), np.float64(2.5), np.float64(3.0), np.array("3"),
+                                   np.array([1, 2]), np.bool_(True)])
+def test_a_counter_is_an_integer_at_least_zero(run, tmp_path, counter, value):
+    """step, epoch, batch, ...: a negative, fractional, float-typed, text or array counter is refused by name."""
+    def change(a):
+        a[counter] = value
+    _refused(run, tmp_path, change, counter, "must be an integer >= 0")
+
+
+@pytest.mark.parametrize("bad,words", [
+    (lambda w: w.astype(np.int32), "must be floating-point numbers, not int32"),
+    (lambda w: w.astype(np.int64), "must be floating-point numbers, not int64"),
+    (lambda w: w.astype(np.uint8), "must be floating-point numbers, not uint8"),
+    (lambda w: w.astype(bool), "must be floating-point numbers, not bool"),
+    (lambda w: np.full(w.shape, "0.1"), "must be floating-point numbers, not <U3"),
+    (lambda w: np.where(np.arange(w.size).reshape(w.shape) == 0, np.nan, w), "holds NaN or infinite values"),
+    (lambda w: np.full(w.shape, np.inf, w.dtype), "holds NaN or infinite values"),
+    (lambda w: np.full(w.shape, -np.inf, w.dtype), "holds NaN or infinite values"),
+], ids=["int32", "int64", "uint8", "bool", "text", "nan", "inf", "-inf"])
+def test_a_weight_is_finite_floating_point(run, tmp_path, bad, words):
+    """An integer weight would be cast silently and trained on; text and NaN are damage. Refused by name."""
+    key = {}
+
+    def change(a):
+        key["k"] = _first_weight(a)
+        a[key["k"]] = bad(a[key["k"]])
+    path = tampered(run, tmp_path, change)
+    with pytest.raises(CheckpointError, match=re.escape(key["k"])) as caught:
+        checkpoint.read(path)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("data_mean", np.float64(np.nan), "must be a finite number"),
+    ("data_mean", np.float64(np.inf), "must be a finite number"),
+    ("data_mean", np.array("0.13"), "must be a finite number"),
+    ("data_mean", np.zeros((2, 2)), "a 1-d array of finite numbers"),
+    ("data_mean", np.array([0.1, np.nan]), "a 1-d array of finite numbers"),
+    ("data_mean", np.zeros(5000), "a 1-d array of finite numbers"),
+    ("data_mean", np.zeros(0), "a 1-d array of finite numbers"),
+    ("data_std", np.float64(0.0), "must be a finite number > 0"),
+    ("data_std", np.float64(-0.3), "must be a finite number > 0"),
+    ("data_std", np.float64(np.nan), "must be a finite number > 0"),
+    ("data_std", np.float64(-np.inf), "must be a finite number > 0"),
+    ("data_std", np.array([0.2, 0.0, 0.3]), "each > 0"),
+    ("run_loss", np.float64(np.nan), "must be a finite number >= 0"),
+    ("run_loss", np.float64(-1.0), "must be a finite number >= 0"),
+    ("run_correct", np.array("7"), "must be a finite number >= 0"),
+    ("run_count", np.int64(-4), "must be an integer >= 0"),
+    ("run_count", np.float64(4.0), "must be an integer >= 0"),
+    ("best_val", np.float64(-2.0), "must be a finite number >= -1"),
+    ("best_val", np.float64(np.inf), "must be a finite number >= -1"),
+    ("train_time_s", np.float64(np.inf), "must be a finite number >= 0"),
+    ("train_time_s", np.float64(-5.0), "must be a finite number >= 0"),
+    ("elapsed_s", np.array("soon"), "must be a finite number >= 0"),
+    ("elapsed_s", np.array([1.0, 2.0]), "must be a finite number >= 0"),
+    ("config", np.float64(1.0), "must be text"),
+    ("config", np.array(["a", "b"]), "must be text"),
+    ("metrics.step", None, "must be integers >= 0"),
+    ("metrics.split", None, "must be text among"),
+    ("metrics.loss", None, "must be finite numbers"),
+    ("metrics.accuracy", None, "must be finite numbers"),
+    ("metrics.*", None, "columns of one dimension and equal length"),
+])
+def test_a_field_of_the_wrong_kind_is_refused_by_name(run, tmp_path, field, value, words):
+    """Normalisation, running sums, times, config and the metrics log: each field's type, range and shape."""
+    def change(a):
+        if field == "metrics.step":
+            a[field] = -np.ones_like(a[field])
+        elif field == "metrics.split":
+            a[field] = np.full(a[field].shape, "bogus")
+        elif field in ("metrics.loss", "metrics.accuracy"):
+            a[field] = np.full(a[field].shape, np.nan)
+        elif field == "metrics.*":
+            a["metrics.loss"] = a["metrics.loss"][:-1]
+        else:
+            a[field] = value
+    _refused(run, tmp_path, change, field, words)
+
+
+@pytest.mark.parametrize("which", ["seed", "counter"])
+@pytest.mark.parametrize("value", [np.int64(-1), np.float64(1.5), np.array("1")])
+def test_a_random_stream_s_state_is_an_integer(run, tmp_path, which, value):
+    """rng.<name>.seed and .counter: integers >= 0, by name."""
+    key = {}
+
+    def change(a):
+        key["k"] = next(k for k in a if k.startswith("rng.") and k.endswith("." + which))
+        a[key["k"]] = value
+    path = tampered(run, tmp_path, change)
+    with pytest.raises(CheckpointError, match=re.escape(f"field '{key['k']}' must be an integer >= 0")):
+        checkpoint.read(path)
+
+
+@pytest.mark.parametrize("field", ["step", "config", "format", "data_std", "metrics.loss"])
+def test_a_missing_field_is_named(run, tmp_path, field):
+    """A checkpoint without one of its fields says which."""
+    path = tampered(run, tmp_path, lambda a: a.pop(field))
+    with pytest.raises(CheckpointError, match=re.escape(field)):
+        checkpoint.read(path)
+
+
+def test_an_object_array_is_refused_before_anything_is_unpickled(run, tmp_path):
+    """A pickled (object) array is refused from its header: netlab stores numbers and text only."""
+    path = tampered(run, tmp_path, lambda a: a.update(step=np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(CheckpointError, match=r"step.npy has dtype object; netlab stores numbers and text only"):
+        checkpoint.read(path)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.99])
+def test_a_truncated_checkpoint_is_refused(run, tmp_path, keep):
+    """A copy cut short (a full disk, an interrupted download) is not an archive, said in one error."""
+    whole = (run / "checkpoints" / "last.npz").read_bytes()
+    path = tmp_path / "cut.npz"
+    path.write_bytes(whole[:int(len(whole) * keep)])
+    with pytest.raises(CheckpointError, match=rf"{re.escape(str(path))} is not a (readable )?netlab checkpoint"):
+        checkpoint.read(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"\x89PNG\r\n\x1a\n" + bytes(64), b"PK\x03\x04" + bytes(30),
+                                     b"\x93NUMPY\x01\x00" + bytes(100)], ids=["empty", "text", "png", "zip-head", "npy"])
+def test_bytes_that_are_not_an_npz_are_refused(tmp_path, content):
+    """Anything but an .npz archive is 'not an .npz archive'."""
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"is not a netlab checkpoint: it is not an .npz archive"):
+        checkpoint.read(path)
+
+
+def test_an_archive_member_that_is_not_an_array_is_refused(run, tmp_path):
+    """An .npz with a stray member (a script, say) is refused by the member's name."""
+    path = tmp_path / "extra.npz"
+    path.write_bytes((run / "checkpoints" / "last.npz").read_bytes())
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("run.py", "print('hi')")
+    with pytest.raises(CheckpointError, match=r"it holds 'run.py'"):
+        checkpoint.read(path)
+
+
+@pytest.mark.parametrize("value,words", [(np.int64(2), "of format 2"), (np.array("1"), "of format 1"),
+                                         (np.float64(1.0), "of format 1.0")])
+def test_another_format_is_refused(run, tmp_path, value, words):
+    """format: the integer 1 only."""
+    path = tampered(run, tmp_path, lambda a: a.update(format=value))
+    with pytest.raises(CheckpointError, match=rf"is a checkpoint {words}; this netlab reads format 1"):
+        checkpoint.read(path)

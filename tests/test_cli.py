@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -437,3 +438,43 @@ def test_predict_touches_no_data_folder(hostile_run, digit_png, tmp_path, capsys
     predict_app.predict(compose(f"checkpoint={run_dir}", f"image={digit_png}", config_name="predict"))
     assert not evil.exists()
 
+
+
+# ------------------------------------------------------------ adversarial: names shown on one line, escaped
+from netlab.cli.exits import shown  # noqa: E402
+
+NAMES = ["my digit.png", "a=b.png", "ziffer-ä.png", "数字.png", "naïve café.png", "emoji-7️⃣.png",
+         "two\nlines.png", "cr\rreturn.png", "tab\there.png", "\x1b[2Jcleared.png", "\x1b]0;title\x07.png",
+         "nul\x00byte.png", "bell\x07.png", "del\x7f.png", "back\x08space.png", "\x1b[31mred\x1b[0m.png",
+         "vt\x0bff\x0c.png", "csi\x9b2J.png", "nel\x85line.png", "ls\u2028sep.png", "ps\u2029sep.png",
+         "esc-only-\x1b", "fs\x1c gs\x1d rs\x1e us\x1f.png", "invoice\u202egnp.exe", "lrm\u200e\u2066iso\u2069.png"]
+HIDDEN = "\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # not Cc, hidden all the same
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_file_name_is_shown_on_one_line_escaped(name):
+    """Spaces, '=', non-ASCII letters kept; newlines, escape sequences and other control characters escaped."""
+    out = shown(name)
+    assert len(out.splitlines()) == 1, repr(out)
+    assert not any(unicodedata.category(c) == "Cc" or c in HIDDEN for c in out), repr(out)
+    kept = [c for c in name if unicodedata.category(c) != "Cc" and c not in HIDDEN]
+    assert out == "".join(c if c in kept else c.encode("unicode_escape").decode() for c in name)  # in order
+    for c in name:
+        if unicodedata.category(c) == "Cc" or c in HIDDEN:
+            assert c.encode("unicode_escape").decode() in out, (c, out)
+    if name == out:
+        assert all(unicodedata.category(c) != "Cc" for c in name)
+
+
+def test_predict_shows_a_hostile_file_name_on_one_line(tmp_path, run, capsys):
+    """predict's answer line for an image named with a newline and an escape sequence stays one line."""
+    source = ROOT / "tests" / "data"
+    image = tmp_path / "evil\n\x1b[2J.png"
+    drawn(np.full((28, 28), 255, np.uint8), False).save(image)
+    from netlab.cli.predict import predict
+    cfg = compose(f"checkpoint={run}", "image=placeholder.png", config_name="predict")
+    cfg.image = str(image)
+    predict(cfg)
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "evil" in l)
+    assert "evil\\n\\x1b[2J.png:" in line and "\x1b" not in out

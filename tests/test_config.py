@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -464,3 +465,119 @@ def test_tracker_defaults_keep_everything_on_this_machine(tmp_path, monkeypatch)
     assert calls["uri"] == ["sqlite:///mlruns/mlflow.db", "file:///elsewhere"]
     assert calls["experiment"] == ["netlab", "netlab"] and (tmp_path / "mlruns").is_dir()
     assert calls["params"]["optimizer.lr"] == str(BASE.optimizer.lr)
+
+
+# ------------------------------------------------------------ adversarial: every numeric setting's range
+import copy  # noqa: E402
+import math  # noqa: E402
+import typing  # noqa: E402
+
+from omegaconf import MISSING  # noqa: E402
+
+HOSTILE = [float("nan"), float("inf"), float("-inf"), -1, 0, 1e30, "abc", True]
+
+
+def _numeric_settings():
+    """(schema, dotted key, rule) for every setting whose rule is a number's, across every schema the commands use."""
+    where = [(config.BackendConfig, "backend.", "train"), (config.DataConfig, "data.", "train"),
+             (config.AugmentConfig, "data.augment.", "train"), (config.TrainConfig, "train.", "train"),
+             (config.ScheduleConfig, "optimizer.schedule.", "train"), (config.Config, "", "train"),
+             (config.ModelConfig, "model.", "train"), (config.RangeTestConfig, "lr_find.", "lr_find"),
+             *((c, "optimizer.", f"optimizer={n}") for n, c in config.OPTIMIZER_CONFIGS.items()),
+             *((c, "", c.__name__) for c in (config.EvaluateConfig, config.PredictConfig, config.ExportConfig,
+                                             config.ServeConfig, config.BenchConfig))]
+    seen = set()
+    for cls, prefix, app in where:
+        for f in dataclasses.fields(cls):
+            rule = f.metadata.get("rule")
+            if rule is None or not rule.text.startswith(("an integer", "a finite number")):
+                continue
+            if cls is config.ScheduleConfig or prefix != "optimizer." or f.name not in ("schedule",):
+                key = (app, prefix + f.name)
+                if key not in seen and not (app.startswith("optimizer=") and f.name in ("weight_decay", "clip_norm")
+                                            and app != "optimizer=sgd"):
+                    seen.add(key)
+                    yield app, prefix + f.name, rule
+
+
+def _cases(per_key=2):
+    """Two refused hostile values per setting, rotating through HOSTILE so that every value meets many
+    settings (all eight for every setting would cost ~40 s of validate() on two cores)."""
+    for i, (app, key, rule) in enumerate(_numeric_settings()):
+        refused = [v for v in HOSTILE if not rule.ok(v)]
+        for j in range(per_key):
+            v = refused[(i * per_key + j) % len(refused)]
+            yield pytest.param(app, key, v, id=f"{app}:{key}={v!r}")
+
+
+CASES = list(_cases())
+
+
+@pytest.fixture(scope="module")
+def composed():
+    return {"train": OmegaConf.to_container(compose(*small_config_overrides())),
+            "lr_find": OmegaConf.to_container(compose(*small_config_overrides(), config_name="lr_find"))}
+
+
+def small_config_overrides():
+    from conftest import SMALL
+    return SMALL
+
+
+def _set(tree, key, value):
+    *parents, last = key.split(".")
+    for p in parents:
+        tree = tree[p]
+    tree[last] = value
+
+
+@pytest.mark.parametrize("app,key,value", CASES)
+def test_every_numeric_setting_refuses_hostile_values_by_name(composed, app, key, value):
+    """nan, inf, -1, 0 (where invalid), 1e30, text and a bool: one ConfigError naming the key, via validate()."""
+    if app in ("train", "lr_find") or app.startswith("optimizer="):
+        tree, schema = copy.deepcopy(composed["lr_find" if app == "lr_find" else "train"]), (
+            config.LrFindConfig if app == "lr_find" else config.Config)
+        if app.startswith("optimizer="):
+            tree["optimizer"] = {"name": app.split("=")[1]}
+    else:
+        schema = getattr(config, app)
+        tree = {"checkpoint": "run", "image": "x.png"} if schema is not config.BenchConfig else \
+            {"model": copy.deepcopy(composed["train"]["model"])}
+        if schema is not config.PredictConfig:
+            tree.pop("image", None)
+    _set(tree, key, value)
+    if key == "data.augment.blotch_max" and isinstance(value, (int, float)):
+        tree["data"]["augment"]["blotch_min"] = 1
+    with pytest.raises(ConfigError) as caught:
+        validate(tree, schema)
+    message = str(caught.value)
+    assert key in message, message
+    assert message.count("\n") == 0, message
+
+
+def test_the_property_covers_every_numeric_setting():
+    """The sweep above reaches each schema's numeric settings, not a convenient few."""
+    keys = {key for _, key, _ in _numeric_settings()}
+    for must in ("optimizer.lr", "optimizer.eps", "optimizer.alpha", "optimizer.momentum", "train.batch_size",
+                 "data.val_fraction", "data.augment.degrees", "optimizer.schedule.gamma", "seed", "port", "top",
+                 "lr_find.steps", "repeats", "std", "model.dropout", "backend.threads"):
+        assert must in keys, must
+    assert len(CASES) >= 120 and {repr(c.values[2]) for c in CASES} == {repr(v) for v in HOSTILE}
+
+
+@pytest.mark.parametrize("shape,key,value,words", [
+    ([1, 28, 28], "blotch_max", 29, "at most the image's side (28)"),
+    ([3, 8, 8], "blotch_max", 9, "at most the image's side (8)"),
+    ([1, 28, 28], "pixels", 28.0, "less than the image's side (28)"),
+    ([3, 16, 12], "pixels", 12.0, "less than the image's side (12)"),
+])
+def test_augmentation_sizes_are_bounded_by_the_image(composed, shape, key, value, words):
+    """A blotch or a shift bigger than the image would be clipped silently: refused, naming the key."""
+    tree = copy.deepcopy(composed["train"])
+    tree["model"]["input_shape"] = shape
+    aug = tree["data"]["augment"]
+    aug.update(blotch_p=0.5, translate_p=0.5, blotch_min=1, **{key: value})
+    with pytest.raises(ConfigError, match=re.escape(f"data.augment.{key} must be {words}")):
+        validate(tree)
+    aug[key] = value - 1
+    validate(tree)  # one less fits

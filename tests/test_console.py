@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 
 import pytest
 
@@ -111,3 +112,91 @@ def test_a_terminal_shows_each_evaluation_once_and_a_live_loss(tmp_path, spawn, 
     assert "/45 [" in shown and "step/s" in shown  # tqdm's bar itself
     assert any(", loss " in part.split("]")[0] for part in shown.split("/45 [")[1:])  # with the loss
     assert "up to 0.003 (optimizer.lr)" in shown
+
+
+# ------------------------------------------------------------ adversarial: every stop signal, between steps
+SIGNALS = [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")]
+
+
+@pytest.fixture
+def default_handlers():
+    """Each stop signal at its default disposition (as in a terminal), restored afterwards."""
+    before = {s: signal.getsignal(s) for s, _, _ in SIGNALS}
+    for s in before:
+        signal.signal(s, console.DeferredInterrupt.DEFAULTS[s])
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+@pytest.mark.parametrize("signum,status,name", SIGNALS)
+def test_a_stop_signal_is_held_until_the_next_check(default_handlers, signum, status, name):
+    """SIGINT, SIGTERM and SIGHUP: remembered, raised as Stop(signum) at check(), a second one at once."""
+    with console.DeferredInterrupt() as interrupt:
+        signal.raise_signal(signum)  # the handler runs before raise_signal returns
+        assert interrupt.pending == signum
+        with pytest.raises(console.Stop) as stop:
+            interrupt.check()
+        assert stop.value.signum == signum and stop.value.args[0] == signal.Signals(signum).name
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signum)
+    assert signal.getsignal(signum) is console.DeferredInterrupt.DEFAULTS[signum]
+
+
+@pytest.mark.parametrize("signum,status,name", SIGNALS)
+def test_the_exit_status_is_the_shell_s_for_the_signal(signum, status, name):
+    """Interrupted(.., signum).exit_code is 128 + signum: 130, 143, 129."""
+    from netlab.errors import Interrupted
+
+    assert Interrupted("stopped", signum).exit_code == status
+
+
+@pytest.mark.parametrize("signum,status,name", SIGNALS)
+def test_a_signal_with_its_own_handler_is_left_alone(signum, status, name):
+    """A handler someone else set (or nohup's SIG_IGN) is not replaced."""
+    before = signal.getsignal(signum)
+    mine = signal.SIG_IGN
+    signal.signal(signum, mine)
+    try:
+        with console.DeferredInterrupt() as interrupt:
+            assert signal.getsignal(signum) is mine
+            signal.raise_signal(signum)  # ignored
+            assert interrupt.pending is None
+    finally:
+        signal.signal(signum, before)
+
+
+@pytest.mark.parametrize("signum,status,name", SIGNALS)
+def test_training_stopped_by_a_signal_saves_that_step(tmp_path, default_handlers, signum, status, name):
+    """A stop signal mid-run: checkpoint at the step it stopped, a message naming the signal, status 128+n."""
+    from netlab import checkpoint, training
+    from netlab.errors import Interrupted
+    from conftest import small_config
+
+    trainer = training.Trainer(small_config("train.max_steps=20", "train.checkpoint_every=100",
+                                            "train.eval_every=100"), tmp_path / "run")
+    real = trainer.opt.step
+
+    def stepped():
+        real()
+        if trainer.at.step == 3:
+            signal.raise_signal(signum)
+    trainer.opt.step = stepped
+    with pytest.raises(Interrupted) as caught:
+        trainer.fit()
+    assert caught.value.exit_code == status
+    assert f"interrupted ({name}) at step 4 of 20" in str(caught.value)
+    assert f"train.resume={tmp_path / 'run'}" in str(caught.value)
+    assert checkpoint.read(tmp_path / "run" / "checkpoints" / "last.npz").counters["step"] == 4
+
+
+def test_sigterm_stops_the_train_command_with_status_143(tmp_path, spawn):
+    """The real command: SIGTERM (docker stop, Slurm) ends it between steps, with 143 and how to continue."""
+    proc = spawn("netlab.train", *SMALL, "train.max_steps=100000", "train.checkpoint_every=1", "train.eval_every=100000",
+                 "hydra.run.dir=run", cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "run" / "checkpoints" / "last.npz").exists(), "a first checkpoint", proc=proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert re.search(r"interrupted \(SIGTERM\) at step \d+ of \d+; the last checkpoint is from step \d+: "
+                     r"continue with python -m netlab.train train.resume=", err), err

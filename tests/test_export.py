@@ -134,3 +134,109 @@ def test_an_output_that_cannot_be_written_is_one_paragraph(run, tmp_path):
     done = cli("netlab.export", f"checkpoint={run}", "verify=none", "out=/proc/no-such-folder/model.onnx", cwd=tmp_path)
     assert done.returncode == 2 and "cannot write /proc/no-such-folder" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------ adversarial: safetensors read as data
+import re  # noqa: E402
+
+from netlab.exporters.safetensors import read_safetensors  # noqa: E402
+
+
+def st_file(tmp_path, header, data=b"", n=None, raw_header=None):
+    """A safetensors file by hand: 8-byte little-endian header length, the header, the data."""
+    head = raw_header if raw_header is not None else json.dumps(header).encode()
+    path = tmp_path / "w.safetensors"
+    path.write_bytes((len(head) if n is None else n).to_bytes(8, "little") + head + data)
+    return path
+
+
+@pytest.mark.parametrize("kind,raw,expected", [
+    ("F16", [0x3C00, 0xC000, 0x3555, 0x7BFF], [1.0, -2.0, 0.333251953125, 65504.0]),
+    ("BF16", [0x3F80, 0x4049, 0xC2F7, 0x0000], [1.0, 3.140625, -123.5, 0.0]),
+])
+def test_half_precision_weights_read_exactly(tmp_path, kind, raw, expected):
+    """float16 and bfloat16 bytes read as the numbers they are (worked out by hand from the bits)."""
+    data = np.array(raw, dtype="<u2").tobytes()
+    path = st_file(tmp_path, {"w": {"dtype": kind, "shape": [2, 2], "data_offsets": [0, 8]}}, data)
+    tensors, meta = read_safetensors(path)
+    assert tensors["w"].shape == (2, 2) and meta == {}
+    assert tensors["w"].ravel().tolist() == expected
+    assert tensors["w"].dtype == (np.float16 if kind == "F16" else np.float32)
+
+
+W = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+EIGHT = np.array([1.0, 2.0], "<f4").tobytes()
+
+
+@pytest.mark.parametrize("header,data,n,raw,words", [
+    (W, EIGHT, 10 ** 6, None, "its header claims 1,000,000 bytes"),
+    (W, EIGHT, 2 ** 63, None, "its header claims"),
+    (W, b"", 0, b"", "its header is not JSON"),
+    (None, EIGHT, None, b"{not json", "its header is not JSON"),
+    (None, EIGHT, None, b"\xff\xfe{}", "its header is not JSON"),
+    (None, EIGHT, None, b"[1, 2]", "its header is not a mapping"),
+    (None, EIGHT, None, b'"w"', "its header is not a mapping"),
+    (None, EIGHT, None, b"7", "its header is not a mapping"),
+    ({"w": {"dtype": "F8_E4M3", "shape": [8], "data_offsets": [0, 8]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "complex64", "shape": [1], "data_offsets": [0, 8]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "F32", "shape": [2]}}, EIGHT, None, None, "has no valid dtype, shape and data_offsets"),
+    ({"w": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": 5}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, EIGHT, None, None, "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}}, EIGHT, None, None, "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, EIGHT, None, None, "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, EIGHT, None, None, "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, EIGHT, None, None, "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [2 ** 40, 2 ** 40], "data_offsets": [0, 8]}}, EIGHT, None, None,
+     "does not fit the file"),
+    ({"w": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}}, EIGHT, None, None, "has no valid dtype"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, EIGHT, None, None, "overlap"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, EIGHT, None, None, "overlap"),
+    (W, EIGHT + b"garbage!", None, None, "bytes that no tensor claims"),
+    ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, EIGHT, None, None, "bytes that no tensor claims"),
+    ({**W, "__metadata__": {"mean": 0.13}}, EIGHT, None, None, "its metadata is not a mapping of text"),
+    ({**W, "__metadata__": ["a"]}, EIGHT, None, None, "its metadata is not a mapping of text"),
+    ({**W, "__metadata__": {"m": {"nested": "x"}}}, EIGHT, None, None, "its metadata is not a mapping of text"),
+    (None, EIGHT, None, b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+                        b'"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', "twice"),
+    (W, np.array([1.0, np.nan], "<f4").tobytes(), None, None, "holds NaN or infinite values"),
+    (W, np.array([np.inf, 2.0], "<f4").tobytes(), None, None, "holds NaN or infinite values"),
+], ids=["header-past-file", "header-2**63", "header-empty", "not-json", "not-utf8", "list", "string", "number",
+        "fp8", "complex", "no-offsets", "shape-text", "one-offset", "info-number", "shape-bigger", "range-bigger",
+        "range-reversed", "negative-offset", "negative-dim", "huge-shape", "fractional-dim", "bool-dim",
+        "float-offsets", "overlap", "same-range", "trailing", "hole", "meta-number", "meta-list", "meta-nested",
+        "duplicate-key", "nan", "inf"])
+def test_a_hostile_safetensors_file_is_refused(tmp_path, header, data, n, raw, words):
+    """Each way a header or its byte ranges can lie is a CheckpointError saying what, before data is read."""
+    path = st_file(tmp_path, header, data, n=n, raw_header=raw)
+    with pytest.raises(CheckpointError, match=re.escape(str(path))) as caught:
+        read_safetensors(path)
+    assert words in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("size", [0, 3, 7])
+def test_a_safetensors_file_shorter_than_its_length_field_is_refused(tmp_path, size):
+    """Fewer than 8 bytes: 'too short'."""
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"\x01" * size)
+    with pytest.raises(CheckpointError, match="is not a safetensors file \\(too short\\)"):
+        read_safetensors(path)
+
+
+def test_a_real_safetensors_file_reads_back(tmp_path):
+    """What the safetensors library writes (several dtypes, a 0-d tensor, metadata) reads back as it was."""
+    pytest.importorskip("safetensors")
+    from safetensors.numpy import save_file
+
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array(3, dtype=np.int64),
+              "c": np.array([0.5, -1.5], dtype=np.float16), "d": np.zeros((0, 4), np.float32)}
+    save_file(arrays, str(tmp_path / "x.safetensors"), metadata={"mean": "0.1307"})
+    tensors, meta = read_safetensors(tmp_path / "x.safetensors")
+    assert meta == {"mean": "0.1307"}
+    for k, a in arrays.items():
+        assert tensors[k].dtype == a.dtype and tensors[k].shape == a.shape and np.array_equal(tensors[k], a)

@@ -180,3 +180,53 @@ def test_training_can_start_from_weights_made_elsewhere(run, tmp_path, source):
 def test_init_from_refuses_weights_that_do_not_fit(run, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         training.Trainer(small_config(f"train.init_from={run}", *overrides), tmp_path / "x")
+
+
+# ------------------------------------------------------------ adversarial: best.npz only, and a full disk
+import errno  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+from netlab import resume as resume_mod  # noqa: E402
+from netlab.errors import OutputError  # noqa: E402
+
+
+def test_a_run_without_last_npz_continues_from_best(run, tmp_path):
+    """last.npz never written (the disk filled at the first checkpoint): the run folder resumes from best.npz."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "last.npz").unlink()
+    assert resume_mod.checkpoint_of(copy) == copy / "checkpoints" / "best.npz"
+    assert resume_mod.run_folder(str(copy)) == copy
+
+
+def test_a_folder_with_neither_checkpoint_says_so(tmp_path):
+    """No last.npz and no best.npz: one error naming both."""
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"no checkpoints/last.npz or best.npz"):
+        resume_mod.run_folder(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+@pytest.mark.parametrize("after", [0, 1])
+def test_a_full_disk_says_which_checkpoint_is_whole_and_how_to_continue(tmp_path, monkeypatch, code, after):
+    """OSError(ENOSPC) from a checkpoint write: the error says which checkpoint is whole, or that none is."""
+    trainer = training.Trainer(small_config("train.max_steps=6", "train.checkpoint_every=2", "train.eval_every=100"),
+                               tmp_path / "run")
+    real, writes = os.fsync, []
+
+    def fsync(fd):
+        writes.append(fd)
+        if len(writes) > after:
+            raise OSError(code, os.strerror(code))
+        real(fd)
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OutputError) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert os.strerror(code) in message
+    if after:
+        assert "checkpoints/last.npz (step 2) is whole" in message
+        assert f"python -m netlab.train train.resume={tmp_path / 'run'}" in message
+    else:
+        assert "no checkpoint had been written yet: once there is space, start the run again" in message

@@ -5,6 +5,7 @@ Chromium that draws a 7 with pointer events and reads the answer off the page; i
 from __future__ import annotations
 
 import io
+import tempfile
 import re
 import socket
 import subprocess
@@ -344,3 +345,45 @@ def test_real_clients_are_served_beside_slow_and_half_open_ones(run, tmp_path, s
     assert figures["p95_ms"] < 3000, figures  # real clients answered within seconds, not starved
     assert figures["half_open_closed"] == figures["half_open"], figures
     assert server.poll() is None  # and the server is still up
+
+
+# ------------------------------------------------------------ adversarial: Host headers
+@pytest.fixture(scope="module")
+def tiny_app():
+    """The page's app on a tiny run's model (allowed hosts: the default loopback names)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from netlab.inference import Predictor
+    from netlab.web.app import make_app
+    from conftest import train as train_run
+
+    import tempfile
+    out = Path(tempfile.mkdtemp()) / "run"
+    train_run(out, "train.max_steps=2")
+    return TestClient(make_app(Predictor(saved.load(out)))), TestClient(make_app(Predictor(saved.load(out)), ["page.example"]))
+
+
+@pytest.mark.parametrize("host,status", [
+    ("127.0.0.1", 200), ("localhost", 200), ("[::1]", 200), ("127.0.0.1:8000", 200), ("localhost:1", 200),
+    ("attacker.example", 400), ("localhost.attacker.example", 400), ("127.0.0.1.nip.io", 400), ("192.168.1.10", 400),
+    ("10.0.0.1:8000", 400), ("0.0.0.0", 400), ("127.0.0.2", 400), ("[::2]", 400), ("", 400),
+    ("evil.example:80", 400), ("127.0.0.1@evil.example", 400), ("2130706433", 400), ("LOCALHOST", 200),
+    ("LocalHost:8000", 200),  # host names are case-insensitive: the same loopback name
+])
+def test_the_page_answers_its_own_names_only(tiny_app, host, status):
+    """DNS rebinding and other machines' addresses: 400 'Invalid host header'; loopback names (any port): 200."""
+    default, _ = tiny_app
+    response = default.get("/api/info", headers={"host": host})
+    assert response.status_code == status, host
+    if status == 400:
+        assert response.text == "Invalid host header"
+
+
+@pytest.mark.parametrize("host,status", [("page.example", 200), ("page.example:8000", 200), ("127.0.0.1", 400),
+                                         ("other.example", 400), ("sub.page.example", 400)])
+def test_a_given_host_list_replaces_the_loopback_names(tiny_app, host, status):
+    """allowed_hosts=[page.example]: that name only."""
+    _, given = tiny_app
+    assert given.get("/api/info", headers={"host": host}).status_code == status

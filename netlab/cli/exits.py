@@ -77,8 +77,14 @@ def _in_sweep() -> bool:
 
 
 def shown(text) -> str:
-    """``text`` (a file name, say) on one line: control characters, a newline among them, escaped."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: m.group().encode("unicode_escape").decode(), str(text))
+    """``text`` (a file name, say) on one line, as it is: control characters, a newline among
+    them, escaped; the C1 controls too (a terminal's 8-bit CSI, the NEL line break), the Unicode
+    line and paragraph separators, which split lines as much as a newline does, and the
+    bidirectional marks and overrides, which show a name's letters in another order."""
+    return HIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
+HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def fail(message: str, status: int):

@@ -49,6 +49,18 @@ DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
           "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
+def _unique(pairs) -> dict:
+    """A JSON object whose keys are distinct (a tensor named twice would be read as one or the other)."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"names {next(k for k in keys if keys.count(k) > 1)!r} twice")
+    return dict(pairs)
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def read_safetensors(path) -> tuple[dict, dict]:
     """``(tensors, metadata)`` of a safetensors file (netlab's or any program's), read as data:
     the header (JSON) is bounded and checked first, every tensor's dtype, shape and byte range
@@ -68,9 +80,10 @@ def read_safetensors(path) -> tuple[dict, dict]:
         if n > min(MAX_HEADER_BYTES, size - 8):
             raise CheckpointError(f"{path} is not a safetensors file (its header claims {n:,} bytes)")
         try:
-            header = json.loads(raw.read(n))
-        except ValueError:
-            raise CheckpointError(f"{path} is not a safetensors file (its header is not JSON)") from None
+            header = json.loads(raw.read(n), object_pairs_hook=_unique)
+        except ValueError as exc:
+            why = str(exc) if str(exc).endswith(" twice") else "is not JSON"
+            raise CheckpointError(f"{path} is not a safetensors file (its header {why})") from None
         if not isinstance(header, dict):
             raise CheckpointError(f"{path} is not a safetensors file (its header is not a mapping)")
         metadata = header.pop("__metadata__", None) or {}
@@ -79,8 +92,9 @@ def read_safetensors(path) -> tuple[dict, dict]:
         data_size, plan, total = size - 8 - n, {}, 0
         for key, info in header.items():
             try:
-                dtype, shape, (start, end) = DTYPES[info["dtype"]], [int(d) for d in info["shape"]], info["data_offsets"]
-                start, end = int(start), int(end)
+                dtype, shape, (start, end) = DTYPES[info["dtype"]], list(info["shape"]), info["data_offsets"]
+                if not isinstance(info["shape"], list) or not all(_whole(v) for v in (*shape, start, end)):
+                    raise TypeError  # 2.5, true or "2" are not sizes (int() would make them 2, 1 and 2)
             except (KeyError, TypeError, ValueError):
                 raise CheckpointError(f"{path}: tensor {key!r} has no valid dtype, shape and data_offsets "
                                       f"(dtypes netlab reads: {', '.join(DTYPES)})") from None
@@ -91,6 +105,18 @@ def read_safetensors(path) -> tuple[dict, dict]:
                                       f"does not fit the file; it is damaged")
             total += end - start
             plan[key] = (dtype, info["dtype"], shape, start)
+        ranges = sorted((start, start + math.prod(shape) * np.dtype(dtype).itemsize, key)
+                        for key, (dtype, _, shape, start) in plan.items())
+        at = 0
+        for start, end, key in ranges:  # the tensors tile the data exactly, as the format requires
+            if start < at:
+                raise CheckpointError(f"{path}: tensor {key!r}'s bytes overlap another tensor's; it is damaged")
+            if start > at:
+                break
+            at = end
+        if at != data_size:
+            raise CheckpointError(f"{path}: {data_size - at:,} of its {data_size:,} data bytes are bytes that no "
+                                  f"tensor claims (or come after a gap); it is damaged")
         if total > MAX_WEIGHT_BYTES:
             raise CheckpointError(f"{path}: its tensors claim {total:,} bytes; refusing more than {MAX_WEIGHT_BYTES:,}")
         tensors = {}
