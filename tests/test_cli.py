@@ -180,7 +180,9 @@ def test_predict_reads_both_polarities(trained, tmp_path, dark_on_light):
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, spawn, rng):
     """A real SIGKILL at a random moment: the atomic checkpoint survives and resuming ends identical.
     The moment is drawn from the test's seeded generator, so a failure can be reproduced."""
-    args = [*SMALL, "train.max_steps=60", "train.checkpoint_every=3", "model.dropout=0.2", "data.augment.enabled=true"]
+    # train.epochs=100: the run's length is max_steps (2 epochs of the fixture are only 34 steps)
+    args = [*SMALL, "train.epochs=100", "train.max_steps=150", "train.checkpoint_every=3", "model.dropout=0.2",
+            "data.augment.enabled=true"]
 
     def run(out, *extra):
         return cli("netlab.train", *args, *extra, f"hydra.run.dir={out}", cwd=tmp_path)
@@ -195,10 +197,12 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, spawn, rng):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     step = checkpoint.read(last).counters["step"]
-    assert step < 60, f"the run finished before it was killed; nothing was tested ({when})"
-    done = run(tmp_path / "resumed", f"train.resume={tmp_path / 'killed'}")
+    assert step < 150, f"the run finished before it was killed; nothing was tested ({when})"
+    # train.resume=RUN alone continues RUN in its own folder, with its own settings
+    done = cli("netlab.train", f"train.resume={tmp_path / 'killed'}", cwd=tmp_path)
     assert done.returncode == 0, f"{when}\n{done.stderr}"
-    a, b = checkpoint.read(tmp_path / "straight"), checkpoint.read(tmp_path / "resumed")
+    a, b = checkpoint.read(tmp_path / "straight"), checkpoint.read(tmp_path / "killed")
+    assert b.counters["step"] == 150 and "resumed from" in (tmp_path / "killed" / "train.log").read_text()
     for part in ("model", "optimizer"):
         for k, v in getattr(a, part).items():
             np.testing.assert_array_equal(v, getattr(b, part)[k], err_msg=f"{k} ({when})")
