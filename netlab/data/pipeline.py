@@ -45,12 +45,11 @@ def per_channel(value, channels: int) -> tuple:
 
 def statistics(images) -> tuple:
     """``(mean, std)`` of uint8 images (N, C, H, W) in [0, 1] units, per channel: numbers for one
-    channel (exactly as netlab always computed them), tuples for more."""
-    import numpy as np
-
+    channel (exactly as netlab always computed them), tuples for more. ``images`` are the host
+    arrays read from the files, before the backend has them, so their own methods serve."""
     means, stds = [], []
     for c in range(images.shape[1]):
-        channel = np.ascontiguousarray(images[:, c])
+        channel = images[:, c].copy()  # contiguous: the sum runs as one block
         means.append(float(channel.mean()) / 255.0)
         stds.append(float(channel.std()) / 255.0)
     flat = [c for c, s in enumerate(stds) if s <= 0.0]
