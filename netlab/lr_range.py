@@ -78,6 +78,9 @@ def run(trainer, start: float = 1e-6, end: float = 1.0, steps: int = 200, beta: 
                             f"start lower (lr_find.start) or check the data")
     smooth = centred(raw[:finite], max(1, steps // 40))
     lowest = smooth.index(min(smooth))
+    if lowest == 0:  # nothing fell: a suggestion would be the start lr, read from a rising curve
+        raise DivergedError(f"the range test's training loss never fell below its first value (it rose from lr "
+                            f"{start:g} on, {stopped}); start lower (lr_find.start)")
     return RangeTest(lrs, raw, smooth + [math.nan] * (len(raw) - finite), _steepest(lrs, smooth),
                      lrs[lowest] / 10, stopped)
 

@@ -54,3 +54,10 @@ def test_a_loss_that_is_never_finite_is_one_clear_error(tmp_path, monkeypatch):
                                                       real(logits, y, smoothing)[1]))
     with pytest.raises(DivergedError, match="not finite from its first steps"):
         lr_range.run(trainer, start=1e-5, end=1.0, steps=20)
+
+
+def test_a_loss_that_only_rises_gives_no_suggestion(tmp_path):
+    """Started far too high, the loss rises from the first step: one error, not the start lr as advice."""
+    trainer = training.Trainer(small_config("train.batch_size=32"), tmp_path / "scratch", callbacks=[])
+    with pytest.raises(DivergedError, match="never fell below its first value"):
+        lr_range.run(trainer, start=10.0, end=1e6, steps=12)
