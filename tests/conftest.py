@@ -24,6 +24,8 @@ from PIL import Image
 from netlab import backend, checkpoint
 from netlab.config import compose, validate
 
+import forkserver
+
 # Tests never use the network: a download they trigger by mistake fails at once, in this process
 # and in every command they start.
 os.environ["NETLAB_OFFLINE"] = "1"
@@ -91,10 +93,25 @@ def _command(args) -> list[str]:
     return [sys.executable, "-m", *(str(a) for a in args)]
 
 
+_FORKS = None
+
+
 def cli(*args, cwd, timeout=300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m ARGS`` (a netlab command) in ``cwd`` and wait for it; returns the
     CompletedProcess, its stdout and stderr as text. ``env``: variables to add (see
-    :func:`command_env`). Past ``timeout`` seconds the command is killed and the test fails."""
+    :func:`command_env`). Past ``timeout`` seconds the command is killed and the test fails.
+
+    The command is forked from a server that has imported netlab already (tests/forkserver.py:
+    the same process a user gets, a second sooner) unless its environment differs from the
+    server's; NETLAB_TEST_FORK=0 starts every command as a fresh ``python -m``."""
+    global _FORKS
+    environment = command_env(env)
+    if os.environ.get("NETLAB_TEST_FORK", "1") != "0":
+        if _FORKS is None:
+            _FORKS = forkserver.Client(command_env())
+        done = _FORKS.run([str(a) for a in args], cwd, environment, timeout)
+        if done is not None:
+            return done
     return subprocess.run(_command(args), cwd=cwd, env=command_env(env), capture_output=True, text=True,
                           timeout=timeout)
 
