@@ -279,6 +279,16 @@ def test_help_describes_every_key(tmp_path):
     assert "momentum: 0.0" in sgd and "betas" not in sgd  # only the chosen optimizer's fields
 
 
+def test_help_fills_whatever_fields_its_template_names(tmp_path):
+    # netlab works out a help field only when the template names it (exits._lazy_help_fields);
+    # a template that names Hydra's flag list (or its group lists, which cost seconds) still gets it.
+    done = cli("netlab.train", "--help", "hydra.help.template='flags: $FLAGS_HELP config: $CONFIG'", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "flags: --help,-h : Application's help" in done.stdout and "--hydra-help : Hydra's help" in done.stdout
+    assert "nested=overrides) config: backend:\n  name: numpy" in done.stdout
+    assert "optimizer:\n  name: adam" in done.stdout
+
+
 def test_the_readme_smoke_run_runs_as_written(tmp_path):
     import re
     import shlex

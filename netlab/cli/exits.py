@@ -130,7 +130,8 @@ def command(schema=None):
             for stream in (sys.stdout, sys.stderr):  # a file name the terminal cannot show is escaped, not a crash
                 if hasattr(stream, "reconfigure"):
                     stream.reconfigure(errors="backslashreplace")
-            _check_flags()
+            if _check_flags().help:
+                _lazy_help_fields()
             before = os.environ.get("HYDRA_FULL_ERROR")
             os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report
             try:
@@ -150,7 +151,7 @@ def command(schema=None):
     return wrap
 
 
-def _check_flags() -> None:
+def _check_flags():
     """The command line's flags as Hydra's argument parser reads them, a mistake said in one
     paragraph (argparse would print its usage text instead)."""
     from hydra._internal.utils import get_args_parser
@@ -162,7 +163,43 @@ def _check_flags() -> None:
              f"come first", EXIT_BAD_INPUT)
 
     parser.error = refuse
-    parser.parse_args(sys.argv[1:])
+    return parser.parse_args(sys.argv[1:])
+
+
+def _lazy_help_fields() -> None:
+    """``--help`` in a second instead of five: Hydra 1.3 fills every field a help template may
+    name ($FLAGS_HELP, $HYDRA_CONFIG_GROUPS, $APP_CONFIG_GROUPS, $CONFIG) before it looks at the
+    template, and each group list copies the whole config store once per group. netlab's
+    templates (help.py) name only $CONFIG and list their own groups, so the fields are worked
+    out when the template names them: the same text, for any template."""
+    import string
+    from collections.abc import Mapping
+
+    from hydra._internal.hydra import Hydra
+    from omegaconf import OmegaConf
+
+    def hydra_group(group: str) -> bool:
+        return group.startswith("hydra/") or group == "hydra"
+
+    def get_help(self, help_cfg, cfg, args_parser, resolve: bool) -> str:
+        fields = {"FLAGS_HELP": lambda: self.format_args_help(args_parser),
+                  "HYDRA_CONFIG_GROUPS": lambda: self.format_config_groups(hydra_group),
+                  "APP_CONFIG_GROUPS": lambda: self.format_config_groups(lambda g: not hydra_group(g)),
+                  "CONFIG": lambda: OmegaConf.to_yaml(cfg, resolve=resolve)}
+
+        class OnDemand(Mapping):
+            def __getitem__(self, name):
+                return fields[name]()
+
+            def __iter__(self):
+                return iter(fields)
+
+            def __len__(self):
+                return len(fields)
+
+        return string.Template(help_cfg.template).substitute(OnDemand())
+
+    Hydra.get_help = get_help
 
 
 def hydra_refusal(exc: Exception, schema=None) -> str:
