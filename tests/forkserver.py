@@ -70,8 +70,13 @@ def _child(request: dict) -> None:
 
             traceback.print_exc()
             code = 1
+        # Python's own shutdown order: wait for the threads that are not daemons and run the
+        # threading module's exit hooks (concurrent.futures and loky stop their executors
+        # there), then the atexit handlers. atexit alone leaves a sweep's process pool waiting.
         import atexit
+        import threading
 
+        threading._shutdown()
         atexit._run_exitfuncs()
     finally:
         try:

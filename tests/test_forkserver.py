@@ -24,6 +24,9 @@ ENDINGS = {
     "environment": "import os; print(os.environ.get('NETLAB_OFFLINE'), os.environ.get('PYTEST_CURRENT_TEST', '')[:5])",
     "argv": "import sys; print(sys.argv[1:], sys.argv[0].endswith('ending.py'))",
     "stdin": "import sys; print(repr(sys.stdin.read()))",
+    # Python waits for threads that are not daemons, then stops executors, before it exits.
+    "thread": "import threading, time; threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()",
+    "pool": "import concurrent.futures as f; pool = f.ProcessPoolExecutor(1); print(pool.submit(abs, -3).result())",
 }
 
 
