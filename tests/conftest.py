@@ -112,7 +112,7 @@ def cli(*args, cwd, timeout=300, env: dict | None = None) -> subprocess.Complete
         done = _FORKS.run([str(a) for a in args], cwd, environment, timeout)
         if done is not None:
             return done
-    return subprocess.run(_command(args), cwd=cwd, env=command_env(env), capture_output=True, text=True,
+    return subprocess.run(_command(args), cwd=cwd, env=environment, capture_output=True, text=True,
                           timeout=timeout)
 
 

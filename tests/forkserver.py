@@ -122,9 +122,11 @@ class Client:
 
     def run(self, args: list[str], cwd, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess | None:
         """Run ``python -m ARGS`` as a forked child; None where a fork would not be the same
-        as a fresh process (another environment) or the server is busy, so the caller starts
-        a plain subprocess instead."""
-        if _imported_with(env) != _imported_with(self.env) or not self.lock.acquire(blocking=False):
+        as a fresh process (another environment, a working directory that is not one, which
+        subprocess refuses in the caller) or the server is busy, so the caller starts a plain
+        subprocess instead."""
+        if (_imported_with(env) != _imported_with(self.env) or not os.path.isdir(cwd)
+                or not self.lock.acquire(blocking=False)):
             return None
         try:
             if self.proc is None or self.proc.poll() is not None:
@@ -135,12 +137,12 @@ class Client:
                 self.proc.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env,
                                                   "stdout": out, "stderr": err}) + "\n")
                 self.proc.stdin.flush()
-                pid = json.loads(self.proc.stdout.readline())["pid"]
+                pid = self._answer("pid")
                 killed = []
                 deadline = threading.Timer(timeout, lambda: (killed.append(pid), os.kill(pid, signal.SIGKILL)))
                 deadline.start()
                 try:
-                    status = json.loads(self.proc.stdout.readline())["status"]
+                    status = self._answer("status")
                 finally:
                     deadline.cancel()
                 stdout, stderr = (self._text(path) for path in (out, err))
@@ -149,6 +151,12 @@ class Client:
             return subprocess.CompletedProcess(args, status, stdout, stderr)
         finally:
             self.lock.release()
+
+    def _answer(self, key: str) -> int:
+        line = self.proc.stdout.readline()
+        if not line:  # the server itself ended: say so, not a JSON error
+            raise RuntimeError(f"the fork server (tests/forkserver.py) ended with status {self.proc.wait()}")
+        return json.loads(line)[key]
 
     @staticmethod
     def _text(path: str) -> str:

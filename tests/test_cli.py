@@ -287,6 +287,10 @@ def test_help_fills_whatever_fields_its_template_names(tmp_path):
     assert "flags: --help,-h : Application's help" in done.stdout and "--hydra-help : Hydra's help" in done.stdout
     assert "nested=overrides) config: backend:\n  name: numpy" in done.stdout
     assert "optimizer:\n  name: adam" in done.stdout
+    unknown = cli("netlab.train", "--help", "hydra.help.template='$NOPE'", cwd=tmp_path)
+    assert_one_paragraph(unknown.stderr, unknown.returncode)
+    assert "hydra.help.template names $NOPE; a help template may name $FLAGS_HELP" in unknown.stderr
+    assert not list(tmp_path.iterdir())  # a refused help writes nothing
 
 
 def test_the_readme_smoke_run_runs_as_written(tmp_path):

@@ -5,12 +5,14 @@ working directory first on the path, the environment as given, and a timeout tha
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
-from conftest import command_env
+from conftest import cli, command_env, wait_for
 
 import forkserver
 
@@ -55,6 +57,29 @@ def test_a_forked_command_ends_as_a_fresh_python_would(client, tmp_path, name):
 
 def test_another_environment_is_left_to_a_fresh_process(client, tmp_path):
     assert client.run(["ending"], tmp_path, command_env({"OMP_NUM_THREADS": "1"}), timeout=60) is None
+
+
+def test_a_missing_working_directory_is_refused_as_subprocess_refuses_it(client, tmp_path):
+    assert client.run(["ending"], tmp_path / "missing", command_env(), timeout=60) is None
+    with pytest.raises(FileNotFoundError):
+        cli("netlab.train", "--help", cwd=tmp_path / "missing")
+
+
+def test_a_server_that_died_is_said_and_the_next_command_gets_a_new_one(tmp_path):
+    forks = forkserver.Client(command_env())
+    (tmp_path / "ending.py").write_text(ENDINGS["status"] + "\n")
+    assert forks.run(["ending"], tmp_path, command_env(), timeout=60).returncode == 3
+    forks.proc.kill()
+    forks.proc.wait()
+    assert forks.run(["ending"], tmp_path, command_env(), timeout=60).returncode == 3  # restarted
+    # The server ending in the middle of a command is one clear error, not a JSON one.
+    (tmp_path / "sleeper.py").write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(600)\n")
+    threading.Timer(1.0, forks.proc.kill).start()
+    with pytest.raises(RuntimeError, match="the fork server .* ended"):
+        forks.run(["sleeper"], tmp_path, command_env(), timeout=60)
+    wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), "the command's pid")
+    os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)  # the orphaned command
+    forks.close()
 
 
 def test_a_command_past_its_timeout_is_killed(client, tmp_path):

@@ -189,6 +189,9 @@ def _lazy_help_fields() -> None:
 
         class OnDemand(Mapping):
             def __getitem__(self, name):
+                if name not in fields:
+                    raise ValueError(f"hydra.help.template names ${name}; a help template may name "
+                                     f"{', '.join('$' + f for f in fields)} (write $$ for a dollar sign)")
                 return fields[name]()
 
             def __iter__(self):
