@@ -75,11 +75,13 @@ def test_a_server_that_died_is_said_and_the_next_command_gets_a_new_one(tmp_path
     # The server ending in the middle of a command is one clear error, not a JSON one.
     (tmp_path / "sleeper.py").write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(600)\n")
     threading.Timer(1.0, forks.proc.kill).start()
-    with pytest.raises(RuntimeError, match="the fork server .* ended"):
-        forks.run(["sleeper"], tmp_path, command_env(), timeout=60)
-    wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), "the command's pid")
-    os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)  # the orphaned command
-    forks.close()
+    try:
+        with pytest.raises(RuntimeError, match="the fork server .* ended"):
+            forks.run(["sleeper"], tmp_path, command_env(), timeout=60)
+    finally:  # whatever happened, the orphaned command does not outlive the test
+        wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), "the command's pid")
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+        forks.close()
 
 
 def test_a_command_past_its_timeout_is_killed(client, tmp_path):
