@@ -42,7 +42,7 @@ def _conf_dir() -> Path:
 
 CONF_DIR = _conf_dir()
 
-EVAL_BATCH_SIZE = 1000  # images per forward pass wherever netlab evaluates (training, evaluate, the PyTorch twin)
+EVAL_BATCH_SIZE = 500  # images per forward pass wherever netlab evaluates (training, evaluate, the PyTorch twin); 1000 held 130 MB more at once for no speed (benchmarks/NOTES.md, round three)
 AUTO = "auto"
 CONV_CHOICES = (AUTO, "im2col", "fft", "winograd")  # backend.conv: nn.layers.CONV_ALGORITHMS and auto
 SCHEDULE_CHOICES = ("constant", "step", "cosine", "onecycle")  # optim.SCHEDULES

@@ -227,6 +227,20 @@ def test_normalisation_statistics_come_from_training_images_only():
     assert s.mean != pytest.approx(raw.mean(), rel=1e-9)
 
 
+def test_pixel_statistics_per_channel_across_chunks():
+    """The histogram is summed 4096 images at a time: 9000 images cross two chunk boundaries,
+    and each channel has its own mean and deviation (as float64 arithmetic gives them)."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (9000, 3, 4, 5), dtype=np.uint8)
+    images[4096:, 1] //= 2  # the second chunk differs, so a chunk counted twice or skipped shows
+    mean, std = data.pipeline.statistics(images)
+    as_float = images.astype(np.float64) / 255
+    np.testing.assert_allclose(mean, as_float.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std, as_float.std(axis=(0, 2, 3)), rtol=1e-12)
+    with pytest.raises(DataError, match="8-bit images; got float32"):
+        data.pipeline.statistics(images.astype(np.float32))
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1e-6])
 def test_bad_val_fraction(fraction):
     with pytest.raises(data.DataError, match="val_fraction"):
