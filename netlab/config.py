@@ -464,7 +464,7 @@ class ServeConfig(SavedModelConfig):
 class BenchConfig(Checked):
     backend: BackendConfig = field(default_factory=BackendConfig)
     model: ModelConfig = MISSING      # conf/bench.yaml picks seed_cnn
-    mode: str = setting("step", one_of("step", "e2e", "roofline"))  # step: training steps beside PyTorch; e2e: whole runs of both on MNIST; roofline: each layer against this machine's limits
+    mode: str = setting("step", one_of("step", "e2e", "roofline", "infer"))  # step: training steps beside PyTorch; e2e: whole runs of both on MNIST; roofline: each layer against this machine's limits; infer: evaluating the test images, beside PyTorch
     batch_sizes: List[int] = setting(rule=BATCH, factory=lambda: [64, 256])  # batch sizes to time
     threads: Optional[int] = setting(None, count(1, 1024))  # CPU threads for both libraries; None: every core this process may use
     warmup: int = setting(3, count(0))  # untimed steps per contender
@@ -476,7 +476,7 @@ class BenchConfig(Checked):
     recipe: Optional[str] = None      # e2e mode: a training preset (conf/experiment/NAME.yaml), e.g. fast99
     epochs: Optional[int] = setting(None, count(1))  # e2e mode: train.epochs; None keeps the recipe's
     runs: int = setting(3, count(1))  # e2e mode: whole runs of each contender, alternating
-    train_overrides: List[str] = field(default_factory=list)  # e2e mode: more training overrides
+    train_overrides: List[str] = field(default_factory=list)  # e2e mode: more training overrides; infer mode: data.* only
     out: Optional[str] = None         # folder for bench.json (and e2e mode's runs); None: outputs/bench/DATE/TIME
     debug: bool = False
 

@@ -96,26 +96,55 @@ def torch_optimizer(cfg, params):
     return TORCH_OPTIMIZERS[cfg.name](torch, cfg, params)
 
 
+def twin_evaluate(twin, x, y, batch_size: int, mean, std) -> tuple[float, float]:
+    """Mean loss and accuracy of ``twin`` (in eval mode, no autograd) on images ``x`` in [0, 1]
+    and labels ``y`` (tensors on its device), normalised with ``mean`` and ``std``: the work of
+    :func:`netlab.metrics.evaluate` for netlab, done in PyTorch (sums stay on the device until
+    the end, as netlab's do)."""
+    import torch
+
+    was_training = twin.training
+    twin.eval()
+    n, loss_sum, correct = int(x.shape[0]), 0.0, 0
+    with torch.no_grad():
+        for lo in range(0, n, batch_size):
+            xb, yb = data.normalize(x[lo:lo + batch_size], mean, std), y[lo:lo + batch_size]
+            logits = twin(xb)
+            loss_sum = loss_sum + torch.nn.functional.cross_entropy(logits, yb, reduction="sum")
+            correct = correct + (logits.argmax(1) == yb).sum()
+    twin.train(was_training)
+    return float(loss_sum) / n, int(correct) / n
+
+
 def train_like(trainer, threads: int, device: str = "cpu"):
     """``trainer``'s run (a :class:`netlab.training.Trainer`, not yet fitted), done by the PyTorch
     twin of its model on ``device``: the same first weights, batches (netlab's loader: the same
-    order and augmentation), optimizer and per-step lr, on ``threads`` CPU threads. Timed as
-    Trainer times itself: the steps, not the final evaluation. Returns (results, the twin)."""
+    order and augmentation), optimizer and per-step lr, on ``threads`` CPU threads, evaluated on
+    the validation and test images at the steps where netlab's loop evaluates. Timed as Trainer
+    times itself: ``train_time_s`` counts the steps, ``eval_time_s`` the evaluations. Returns
+    (results, the twin)."""
     import torch
 
-    def tensor(a):  # a batch as a tensor on the device; on a GPU over DLPack, with no host copy
+    def tensor(a):  # an array as a tensor on the device; on a GPU over DLPack, with no host copy
         return torch.from_numpy(backend.to_numpy(a)) if device == "cpu" else torch.from_dlpack(a)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     torch.set_num_threads(threads)
     torch.manual_seed(trainer.cfg.seed)  # dropout masks: PyTorch's own stream
     twin = torch_twin(trainer.model).to(device).train()
     opt = torch_optimizer(trainer.cfg.optimizer, twin.parameters())
     schedule, base_lr = trainer.opt.schedule, trainer.opt.base_lr
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=trainer.cfg.train.label_smoothing)
+    tc, s = trainer.cfg.train, trainer.splits
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=tc.label_smoothing)
     clip = trainer.cfg.optimizer.clip_norm
-    step, images, t0 = 0, 0, time.perf_counter()
-    for epoch in range(trainer.cfg.train.epochs):
-        for xb, yb in trainer.loader.batches(epoch):
+    held_out = {"val": (tensor(s.val_x), tensor(s.val_y)), "test": (tensor(s.test_x), tensor(s.test_y))}
+    step, images, eval_time, last = 0, 0, 0.0, {}
+    t0 = time.perf_counter()
+    for epoch in range(tc.epochs):
+        for batch, (xb, yb) in enumerate(trainer.loader.batches(epoch), 1):
             if step >= trainer.total_steps:
                 break
             for group in opt.param_groups:
@@ -126,17 +155,14 @@ def train_like(trainer, threads: int, device: str = "cpu"):
                 torch.nn.utils.clip_grad_norm_(twin.parameters(), clip)
             opt.step()
             step, images = step + 1, images + int(yb.shape[0])
-    if device != "cpu":
-        torch.cuda.synchronize()
-    train_time = time.perf_counter() - t0
-    twin.eval()
-    s, correct = trainer.splits, 0
-    with torch.no_grad():
-        step_by = trainer.cfg.train.eval_batch_size
-        for lo in range(0, s.test_x.shape[0], step_by):
-            hi = min(s.test_x.shape[0], lo + step_by)
-            xb = backend.to_numpy(data.normalize(s.test_x[lo:hi, ...], trainer.mean, trainer.std))
-            pred = twin(torch.from_numpy(xb).to(device)).argmax(1).cpu().numpy()
-            correct += int((pred == backend.to_numpy(s.test_y[lo:hi])).sum())
-    return {"train_time_s": train_time, "test_accuracy": correct / s.test_x.shape[0], "steps": step,
-            "images": images}, twin
+            # netlab's loop evaluates here too (Trainer._loop), and neither counts it as training
+            if step % tc.eval_every == 0 or batch == trainer.steps_per_epoch or step == trainer.total_steps:
+                sync()
+                tick = time.perf_counter()
+                last = {split: twin_evaluate(twin, x, y, tc.eval_batch_size, trainer.mean, trainer.std)
+                        for split, (x, y) in held_out.items()}
+                eval_time += time.perf_counter() - tick
+    sync()
+    total = time.perf_counter() - t0
+    return {"train_time_s": total - eval_time, "eval_time_s": eval_time, "test_accuracy": last["test"][1],
+            "val_accuracy": last["val"][1], "steps": step, "images": images}, twin

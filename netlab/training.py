@@ -79,6 +79,7 @@ class Trainer:
         self.opt = optim.build(cfg.optimizer, self.model, self.total_steps)
         self.at = Counters()
         self.best_val, self.train_time, self.elapsed_before = -1.0, 0.0, 0.0
+        self.eval_time = 0.0  # seconds of evaluation passes in this process (not kept across a resume; the bench's)
         self.improved, self.stopping = False, None
         self.running = metrics.Running(xp)
         self.log = metrics.MetricsLog()
@@ -187,8 +188,10 @@ class Trainer:
         s, at = self.splits, self.at
         results = {"train": self.running.result()}
         self.running.reset()
+        tick = time.perf_counter()
         for split, x, y in (("val", s.val_x, s.val_y), ("test", s.test_x, s.test_y)):
             results[split] = metrics.evaluate(self.model, x, y, self.cfg.train.eval_batch_size, self.mean, self.std)
+        self.eval_time += time.perf_counter() - tick  # the passes only (they end on the host), not the callbacks
         rows = self.log.add(at.step, at.step / self.steps_per_epoch, results, self.opt.lr, self.elapsed())
         self.improved = results["val"].accuracy > self.best_val
         if self.improved:

@@ -38,7 +38,22 @@ def test_e2e_mode_smoke(tmp_path):
         r = report[name]
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_time_s"] > 0, name
         assert (r["steps"], r["images"]) == (3, 48), name
+        # the last step evaluates (validation and test): that time is in one figure, not the other
+        assert r["with_eval_s"] > r["train_time_s"], name
     assert ("ratio" in report) == ("torch" in report) and "netlab    |" in out
+    assert ("ratio_with_eval" in report) == ("torch" in report)
+
+
+def test_infer_mode_smoke(tmp_path):
+    """Evaluation of the test images by netlab and by its PyTorch twin: same weights, so the same accuracy."""
+    report, out = bench(tmp_path, "mode=infer", "smoke=true", "repeats=2", "threads=1", "train_overrides=[" + ",".join(
+        f"'{o}'" for o in (f"data.root={FIXTURE}", "data.verify=false", "data.download=false")) + "]")
+    (row,) = report["results"]
+    assert report["mode"] == "infer" and report["images"] == 200 and row["batch_size"] == 2
+    assert row["netlab"]["images_per_s"] > 0 and "netlab bench infer" in out
+    if report["torch_version"]:
+        assert row["torch"]["images_per_s"] > 0 and row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+        assert row["torch"]["test_accuracy"] == pytest.approx(row["netlab"]["test_accuracy"], abs=0.011)
 
 
 BAD_SETTINGS = [
@@ -63,6 +78,8 @@ BAD_SETTINGS = [
     (["mode=e2e", "train_overrides=['backend.threads=1']"], "sets what the bench sets itself"),
     (["mode=e2e", "train_overrides=['train.patience=3']"], "sets what the bench sets itself"),
     (["mode=e2e", "train_overrides=['+experiment=fast99']"], "sets what the bench sets itself"),
+    (["mode=infer", "train_overrides=['train.batch_size=3']"], "in mode=infer they choose the data only"),
+    (["mode=infer", "train_overrides=['model=lenet5']"], "the bench's model=... chooses the net"),
     (["backend.conv=strassen"], "backend.conv must be one of"),
     (["backend.conv=fft", "model=fast_cnn", "smoke=true"], "(backend.conv=fft)"),
 ]

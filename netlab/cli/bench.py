@@ -21,11 +21,11 @@ import hydra
 import yaml
 from omegaconf import DictConfig
 
-from .. import backend, losses, models, nn, optim
+from .. import backend, losses, metrics, models, nn, optim
 from ..config import CONF_DIR, AdamConfig, BenchConfig, compose, validate
 from ..errors import ConfigError
 from ..outputs import write_json
-from ..torch_twin import torch_optimizer, torch_twin, train_like
+from ..torch_twin import torch_optimizer, torch_twin, train_like, twin_evaluate
 from ..training import Trainer
 from . import CONF
 from .exits import command, user_errors
@@ -159,7 +159,7 @@ def step_mode(cfg) -> dict:
 
 
 # keys the e2e bench sets itself, so that both contenders run what the report says
-E2E_OWN_KEYS = ("backend", "experiment", "train.progress", "train.eval_every", "train.patience")
+E2E_OWN_KEYS = ("backend", "experiment", "train.progress", "train.patience")
 
 
 def _recipe(name: str) -> str:
@@ -179,9 +179,10 @@ def _recipe(name: str) -> str:
 def e2e_mode(cfg) -> dict:
     """Train a whole run (the ``recipe`` preset and ``train_overrides``) with netlab and, on
     the same recipe, the same data in the same order, the same initial weights and lr schedule,
-    with PyTorch; alternate them ``runs`` times and report training time (evaluation excluded,
-    batching and augmentation included for both) and test accuracy. Early stopping is off:
-    both contenders train every step of the recipe."""
+    with PyTorch; alternate them ``runs`` times and report training time (batching and
+    augmentation included for both), the same plus the recipe's evaluation passes (validation
+    and test at the same steps for both; checkpoints and logs, which only netlab writes, are
+    left out) and test accuracy. Early stopping is off: both contenders train every step."""
     threads = cfg.threads or backend.cpu_cores()
     for override in cfg.train_overrides:
         key = str(override).split("=", 1)[0].lstrip("+~")
@@ -191,7 +192,7 @@ def e2e_mode(cfg) -> dict:
     overrides = [*([f"experiment={_recipe(cfg.recipe)}"] if cfg.recipe else []),
                  *([f"train.epochs={cfg.epochs}"] if cfg.epochs else []), *cfg.train_overrides,
                  f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}", f"backend.threads={threads}",
-                 "train.progress=false", f"train.eval_every={10 ** 9}", "train.patience=0"]
+                 "train.progress=false", "train.patience=0"]
     run_cfg = validate(compose(*overrides))
     torch_ok = bool(cfg.torch) and _torch_version() is not None
     if cfg.torch and not torch_ok:
@@ -203,25 +204,103 @@ def e2e_mode(cfg) -> dict:
             out = cfg.out / "e2e" / f"{name}-{r}"
             out.mkdir(parents=True, exist_ok=True)
             trainer = Trainer(run_cfg, out)
-            runs[name].append(trainer.fit() if name == "netlab" else train_like(trainer, threads, torch_device)[0])
-            log.info("%s run %d: %.2f s of training, test accuracy %.2f%%", name, r + 1,
-                     runs[name][-1]["train_time_s"], 100 * runs[name][-1]["test_accuracy"])
+            if name == "netlab":
+                result = {**trainer.fit(), "eval_time_s": trainer.eval_time}
+            else:
+                result = train_like(trainer, threads, torch_device)[0]
+            result["with_eval_s"] = result["train_time_s"] + result["eval_time_s"]
+            runs[name].append(result)
+            log.info("%s run %d: %.2f s of training, %.2f s with evaluation, test accuracy %.2f%%", name, r + 1,
+                     result["train_time_s"], result["with_eval_s"], 100 * result["test_accuracy"])
     report = {"mode": "e2e", "backend": cfg.backend.name, "device": trainer.device, "threads": threads,
               "overrides": overrides, "runs": cfg.runs, "torch_version": _torch_version() if torch_ok else None,
               "torch_device": torch_device if torch_ok else None}
     for name, results in runs.items():
-        times = sorted(x["train_time_s"] for x in results)
-        accs = sorted(x["test_accuracy"] for x in results)
-        report[name] = {"train_time_s": statistics.median(times), "train_time_min": times[0],
-                        "train_time_max": times[-1], "test_accuracy": statistics.median(accs),
-                        "test_accuracy_min": accs[0], "test_accuracy_max": accs[-1],
-                        "steps": results[0]["steps"], "images": results[0]["images"]}
+        report[name] = {"steps": results[0]["steps"], "images": results[0]["images"]}
+        for key in ("train_time", "with_eval", "test_accuracy"):
+            values = sorted(x[key if key == "test_accuracy" else f"{key}_s"] for x in results)
+            report[name].update({key if key == "test_accuracy" else f"{key}_s": statistics.median(values),
+                                 f"{key}_min": values[0], f"{key}_max": values[-1]})
     if torch_ok:
         # speed = images per second of training, so unequal lengths could not pass for a speed-up
-        ratios = sorted((n["images"] / n["train_time_s"]) / (t["images"] / t["train_time_s"])
-                        for n, t in zip(runs["netlab"], runs["torch"]))
-        report["ratio"], report["ratio_min"], report["ratio_max"] = statistics.median(ratios), ratios[0], ratios[-1]
+        for key, prefix in (("train_time_s", "ratio"), ("with_eval_s", "ratio_with_eval")):
+            ratios = sorted((n["images"] / n[key]) / (t["images"] / t[key]) for n, t in zip(runs["netlab"], runs["torch"]))
+            report[prefix], report[f"{prefix}_min"], report[f"{prefix}_max"] = (statistics.median(ratios), ratios[0],
+                                                                                 ratios[-1])
     return report
+
+
+def infer_mode(cfg) -> dict:
+    """Evaluate ``model`` on the test images (loss and accuracy, normalisation included) with
+    netlab and with its PyTorch twin (same weights, no autograd), alternating ``repeats`` times
+    after a warm-up pass, at each of ``batch_sizes`` images per forward pass. The weights are
+    the model's first ones: the time does not depend on them, and both contenders must agree
+    on the accuracy (which the report shows). ``train_overrides`` may set ``data.*`` (which
+    images; MNIST's 10,000 test digits by default)."""
+    for override in cfg.train_overrides:
+        if not str(override).lstrip("+~").startswith("data."):
+            raise ConfigError(f"train_overrides: {override!r}; in mode=infer they choose the data only "
+                              f"(data.root=..., data.limit=...), the bench's model=... chooses the net")
+    threads = cfg.threads or backend.cpu_cores()
+    backend.set_threads(threads)
+    run_cfg = validate(compose(*cfg.train_overrides, f"backend={cfg.backend.name}", f"backend.conv={cfg.backend.conv}"))
+    run_cfg.model = cfg.model
+    trainer = Trainer(run_cfg, cfg.out, callbacks=[])  # the data and first weights a run would have
+    s, mean, std, xp = trainer.splits, trainer.mean, trainer.std, trainer.xp
+    torch_ok = bool(cfg.torch) and _torch_version() is not None
+    if cfg.torch and not torch_ok:
+        log.warning("PyTorch is not installed: timing netlab alone")
+    report = {"mode": "infer", "model": cfg.model.name, "backend": cfg.backend.name, "device": trainer.device,
+              "threads": threads, "images": int(s.test_x.shape[0]), "repeats": cfg.repeats,
+              "torch_version": _torch_version() if torch_ok else None, "results": []}
+    for batch in ([2] if cfg.smoke else cfg.batch_sizes):
+        # name -> (one evaluation pass returning its accuracy, a function that waits for queued device work)
+        contenders = {"netlab": (lambda: metrics.evaluate(trainer.model, s.test_x, s.test_y, batch, mean, std).accuracy,
+                                 lambda: backend.synchronize(xp))}
+        if torch_ok:
+            import torch
+
+            torch.set_num_threads(threads)
+            device = "cuda" if cfg.backend.name == "cupy" else "cpu"
+            twin = torch_twin(trainer.model).to(device).eval()
+            tx = torch.from_numpy(backend.to_numpy(s.test_x)).to(device)
+            ty = torch.from_numpy(backend.to_numpy(s.test_y)).to(device)
+            contenders["torch"] = (lambda: twin_evaluate(twin, tx, ty, batch, mean, std)[1],
+                                   torch.cuda.synchronize if device == "cuda" else (lambda: None))
+        accuracy = {name: run() for name, (run, _) in contenders.items()}  # the warm-up pass
+        times = {name: [] for name in contenders}
+        for _ in range(cfg.repeats):
+            for name, (run, sync) in contenders.items():
+                sync()
+                t0 = time.perf_counter()
+                run()
+                sync()
+                times[name].append(time.perf_counter() - t0)
+        row = {"batch_size": batch}
+        for name, ts in times.items():
+            ips = sorted(report["images"] / t for t in ts)
+            row[name] = {"images_per_s": statistics.median(ips), "min": ips[0], "max": ips[-1],
+                         "test_accuracy": accuracy[name]}
+        if torch_ok:
+            ratios = sorted(t / n for n, t in zip(times["netlab"], times["torch"]))
+            row["ratio"], row["ratio_min"], row["ratio_max"] = statistics.median(ratios), ratios[0], ratios[-1]
+        report["results"].append(row)
+    return report
+
+
+def infer_table(report: dict) -> str:
+    lines = [f"netlab bench infer: {report['model']} on {report['backend']} ({report['device']}), evaluating "
+             f"{report['images']:,} test images; {report['threads']} threads, {report['repeats']} alternating repeats",
+             "batch | netlab img/s (min-max)        | torch img/s (min-max)         | ratio (min-max)    | "
+             "accuracy netlab, torch"]
+    for r in report["results"]:
+        n, t = r["netlab"], r.get("torch")
+        torch_cell = f"{t['images_per_s']:9,.0f} ({t['min']:,.0f}-{t['max']:,.0f})" if t else "-"
+        ratio = f"{r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if t else "-"
+        lines.append(f"{r['batch_size']:5d} | {n['images_per_s']:9,.0f} ({n['min']:,.0f}-{n['max']:,.0f}){'':>6} | "
+                     f"{torch_cell:<29} | {ratio:<18} | {100 * n['test_accuracy']:.2f}%, "
+                     + (f"{100 * t['test_accuracy']:.2f}%" if t else "-"))
+    return "\n".join(lines)
 
 
 def _torch_version():
@@ -256,16 +335,19 @@ def table(report: dict) -> str:
 def e2e_table(report: dict) -> str:
     lines = [f"netlab bench e2e: {' '.join(report['overrides'])}; {report['threads']} threads, "
              f"{report['runs']} alternating runs each",
-             "contender | training s, median (min-max) | test accuracy, median (min-max) | steps, images"]
+             "contender | training s, median (min-max) | with evaluation s (min-max) | test accuracy (min-max)"
+             "     | steps, images"]
     for name in ("netlab", "torch"):
         if name in report:
             r = report[name]
             lines.append(f"{name:9} | {r['train_time_s']:7.2f} ({r['train_time_min']:.2f}-{r['train_time_max']:.2f})"
-                         f"{'':>8} | {100 * r['test_accuracy']:.2f}% ({100 * r['test_accuracy_min']:.2f}-"
-                         f"{100 * r['test_accuracy_max']:.2f}%){'':>8} | {r['steps']}, {r['images']}")
+                         f"{'':>8} | {r['with_eval_s']:7.2f} ({r['with_eval_min']:.2f}-{r['with_eval_max']:.2f})"
+                         f"{'':>7} | {100 * r['test_accuracy']:.2f}% ({100 * r['test_accuracy_min']:.2f}-"
+                         f"{100 * r['test_accuracy_max']:.2f}%) | {r['steps']}, {r['images']}")
     if "ratio" in report:
         lines.append(f"netlab speed / PyTorch speed: {report['ratio']:.2f}x ({report['ratio_min']:.2f}-"
-                     f"{report['ratio_max']:.2f})")
+                     f"{report['ratio_max']:.2f}) training; {report['ratio_with_eval']:.2f}x "
+                     f"({report['ratio_with_eval_min']:.2f}-{report['ratio_with_eval_max']:.2f}) with evaluation")
     return "\n".join(lines)
 
 
@@ -355,7 +437,8 @@ def roofline_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-MODES = {"step": (step_mode, table), "e2e": (e2e_mode, e2e_table), "roofline": (roofline_mode, roofline_table)}
+MODES = {"step": (step_mode, table), "e2e": (e2e_mode, e2e_table), "roofline": (roofline_mode, roofline_table),
+         "infer": (infer_mode, infer_table)}
 
 
 @user_errors
