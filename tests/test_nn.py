@@ -242,6 +242,21 @@ def test_maxpool_ties_route_to_one_element(xp, stride):
         np.testing.assert_array_equal(dx[0, 0], [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [(2, 2, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0)])
+def test_maxpool_in_eval_mode_is_the_training_forward(xp, kernel, stride, padding):
+    """Evaluating, MaxPool2d takes the maximum without tracking where it was: the same numbers,
+    bit for bit, as the training forward (its plain twin), ties and padding included; and a
+    backward after it routes each gradient to the same element."""
+    x = backend.Generator(kernel + stride).normal(xp, (3, 2, 7, 6))
+    x = xp.round(x * 2.0)  # whole and half numbers: many ties
+    pool = nn.MaxPool2d(kernel, stride=stride, padding=padding).to(xp)
+    trained = backend.to_numpy(pool.train().forward(x))
+    dy = backend.Generator(9).normal(xp, tuple(trained.shape))
+    dx = backend.to_numpy(pool.backward(dy))
+    np.testing.assert_array_equal(backend.to_numpy(pool.eval().forward(x)), trained)
+    np.testing.assert_array_equal(backend.to_numpy(pool.backward(dy)), dx)  # a saliency map in eval mode
+
+
 def test_maxpool_and_avgpool_values_by_hand(xp):
     x = as_xp(xp, np.arange(16.0).reshape(1, 1, 4, 4))
     np.testing.assert_array_equal(backend.to_numpy(nn.MaxPool2d(2).to(xp, dtype=xp.float64).forward(x))[0, 0],
@@ -405,6 +420,15 @@ def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
         layer.forward(x[:, :layer.in_channels, ...])
         used[name] = layer.impl.__name__.rsplit(".", 1)[-1]
     assert used == {"5x5 over 16": "fft", "3x3 over 16": "im2col", "5x5 stride 2": "im2col", "5x5 over 1": "im2col"}
+    # evaluating, the forward product alone does not pay for the transforms; training again, it does
+    layer = nn.Conv2d(16, 4, 5, padding=2)
+    model = nn.Sequential(layer).eval()
+    assert layer.impl is nn.layers.CONV_ALGORITHMS["im2col"] and layer.settings().endswith("(im2col)")
+    model.train()
+    assert layer.impl is nn.layers.CONV_ALGORITHMS["fft"]
+    layer.algorithm = "fft"  # a choice the user made stays in both modes
+    model.eval()
+    assert layer.impl is nn.layers.CONV_ALGORITHMS["fft"]
     strict = backend.namespace("array_api_strict")
     layer = nn.Conv2d(16, 4, 5, padding=2).to(strict)
     layer.forward(backend.from_numpy(strict, backend.to_numpy(x)))

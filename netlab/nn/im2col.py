@@ -89,7 +89,7 @@ def forward(layer, x):
     cols = im2col(xp, x, kh, kw, sh, sw, out_h, out_w, out=buffer)
     y = xp.reshape(layer.params["weight"], (layer.out_channels, c * kh * kw)) @ cols
     if "bias" in layer.params:
-        y = y + layer.params["bias"][:, None]
+        y += layer.params["bias"][:, None]  # in place: y is the product's own new array
     return xp.permute_dims(xp.reshape(y, (layer.out_channels, out_h, out_w, n)), NCHW), (cols, x.shape, (out_h, out_w))
 
 

@@ -58,11 +58,14 @@ AUTO = "auto"
 
 def choose_algorithm(layer) -> str:
     """What ``algorithm="auto"`` uses for ``layer``: the FFT where benchmarks/NOTES.md measured it
-    faster on NumPy (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x faster on
-    the seed CNN's second convolution); im2col elsewhere (3x3 kernels and single-channel
-    inputs were slower as FFTs) and on the other backends, where it was not measured."""
-    if (backend.name_of(layer.xp) == "numpy" and fft.supports(layer) and min(layer.kernel_size) >= 5
-            and layer.in_channels >= 4):
+    faster on NumPy for training (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x
+    faster on the seed CNN's second convolution, whose three products it shrinks); im2col
+    elsewhere (3x3 kernels and single-channel inputs were slower as FFTs), on the other
+    backends, where it was not measured, and in eval mode, where the forward product alone
+    does not pay for the transforms (the same convolution: 66 ms by im2col, 90 ms by FFT for
+    500 images)."""
+    if (layer.training and backend.name_of(layer.xp) == "numpy" and fft.supports(layer)
+            and min(layer.kernel_size) >= 5 and layer.in_channels >= 4):
         return "fft"
     return "im2col"
 
@@ -109,6 +112,11 @@ class Conv2d(Module):
     def to(self, xp, dtype=None, device=None):
         super().to(xp, dtype, device)
         self._resolve()  # auto's choice depends on the backend
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._resolve()  # and on the mode
         return self
 
     def extra_repr(self):
@@ -191,6 +199,20 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         xp = self.xp
+        if not self.training:
+            # Evaluating, the maximum alone, without tracking where it was (a third of the
+            # work); a backward in eval mode (an input's saliency) finds the arg-max from x then.
+            self.arg, self.x = None, x
+            out = None
+            for _, _, view in self._windows(x, value=-math.inf):
+                out = view if out is None else xp.maximum(out, view)
+            return xp.permute_dims(out, _NCHW)
+        self.x = None
+        return self._tracked(x)
+
+    def _tracked(self, x):
+        """The forward that also records, for each output, which window position won."""
+        xp = self.xp
         kh, kw = self.kernel_size
         index_dtype = xp.int8 if kh * kw <= 127 else xp.int32
         out = arg = None
@@ -206,6 +228,8 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, dy, input_grad: bool = True):
         xp = self.xp
+        if self.arg is None:
+            self._tracked(self.x)
         kh, kw = self.kernel_size
         dy = xp.permute_dims(dy, _CHWN)
         return self._scatter((k // kw, k % kw, dy * xp.astype(self.arg == k, dy.dtype)) for k in range(kh * kw))
