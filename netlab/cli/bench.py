@@ -4,7 +4,9 @@ For each batch size it times the training step (forward, loss, backward, Adam up
 netlab and of the identical ``torch.nn.Sequential``, alternating the two after warm-up over
 several repeats, with the same number of threads, and prints images/s (median, min, max),
 the ratio, achieved GFLOP/s, and where netlab's step spends its time. ``mode=e2e`` instead
-trains N epochs on real MNIST and reports wall time and test accuracy.
+trains a whole recipe on real MNIST with both and reports training time (with and without
+its evaluations) and test accuracy; ``mode=infer`` times evaluating the test images;
+``mode=roofline`` sets each layer's time against this machine's measured limits.
 """
 
 from __future__ import annotations
