@@ -480,9 +480,16 @@ class BenchConfig(Checked):
     out: Optional[str] = None         # folder for bench.json (and e2e mode's runs); None: outputs/bench/DATE/TIME
     debug: bool = False
 
+    # settings that only some modes read: given to another mode they would be ignored in silence
+    MODE_SETTINGS = {"recipe": ("e2e",), "epochs": ("e2e",), "train_overrides": ("e2e", "infer")}
+
     def check(self):
         if not self.batch_sizes:
             self.refuse("batch_sizes", "a list of at least one batch size", self.batch_sizes)
+        for name, modes in self.MODE_SETTINGS.items():
+            if getattr(self, name) not in (None, []) and self.mode not in modes:
+                raise ConfigError(f"invalid setting: {name} is read in mode={' and mode='.join(modes)} only, not "
+                                  f"in mode={self.mode}; add mode={modes[0]}, or leave {name} out")
 
 
 # ---------------------------------------------------------------------- composing and checking

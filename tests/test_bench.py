@@ -47,7 +47,7 @@ def test_e2e_mode_smoke(tmp_path):
 def test_infer_mode_smoke(tmp_path):
     """Evaluation of the test images by netlab and by its PyTorch twin: same weights, so the same accuracy."""
     report, out = bench(tmp_path, "mode=infer", "smoke=true", "repeats=2", "threads=1", "train_overrides=[" + ",".join(
-        f"'{o}'" for o in (f"data.root={FIXTURE}", "data.verify=false", "data.download=false")) + "]")
+        f"'{o}'" for o in ("data=mnist", f"data.root={FIXTURE}", "data.verify=false", "data.download=false")) + "]")
     (row,) = report["results"]
     assert report["mode"] == "infer" and report["images"] == 200 and row["batch_size"] == 2
     assert row["netlab"]["images_per_s"] > 0 and "netlab bench infer" in out
@@ -79,6 +79,11 @@ BAD_SETTINGS = [
     (["mode=e2e", "train_overrides=['train.patience=3']"], "sets what the bench sets itself"),
     (["mode=e2e", "train_overrides=['+experiment=fast99']"], "sets what the bench sets itself"),
     (["mode=infer", "train_overrides=['train.batch_size=3']"], "in mode=infer they choose the data only"),
+    (["mode=infer", "train_overrides=['database.root=x']"], "in mode=infer they choose the data only"),
+    (["mode=infer", "train_overrides=['data=nope']"], "cannot compose the config"),
+    (["mode=infer", "recipe=fast99"], "recipe is read in mode=e2e only, not in mode=infer"),
+    (["epochs=2"], "epochs is read in mode=e2e only, not in mode=step"),
+    (["mode=roofline", "train_overrides=['data.limit=5']"], "train_overrides is read in mode=e2e and mode=infer only"),
     (["mode=infer", "train_overrides=['model=lenet5']"], "the bench's model=... chooses the net"),
     (["backend.conv=strassen"], "backend.conv must be one of"),
     (["backend.conv=fft", "model=fast_cnn", "smoke=true"], "(backend.conv=fft)"),

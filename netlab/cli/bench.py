@@ -240,7 +240,7 @@ def infer_mode(cfg) -> dict:
     on the accuracy (which the report shows). ``train_overrides`` may set ``data.*`` (which
     images; MNIST's 10,000 test digits by default)."""
     for override in cfg.train_overrides:
-        if not str(override).lstrip("+~").startswith("data."):
+        if str(override).lstrip("+~").split("=", 1)[0].split(".", 1)[0] != "data":
             raise ConfigError(f"train_overrides: {override!r}; in mode=infer they choose the data only "
                               f"(data.root=..., data.limit=...), the bench's model=... chooses the net")
     threads = cfg.threads or backend.cpu_cores()
