@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .backend import NAMES as BACKENDS
 from .data.datasets import DATASETS
 from .errors import ConfigError
+from .outputs import RUN_FILES, RUN_FOLDERS
 
 
 def _conf_dir() -> Path:
@@ -316,9 +317,9 @@ class TrainConfig(Checked):
 
 def _plain_name(value) -> bool:
     """A file or folder name inside the run folder: no path, nothing the run keeps for itself."""
+    own = set(RUN_FOLDERS + RUN_FILES) - {"metrics.csv"}  # metrics.csv is the csv logger's own default
     return (isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
-            and value not in ("checkpoints", ".hydra", "results.json", "curves.png", "train.log", ".netlab.lock",
-                              "failure.json"))
+            and value not in own)
 
 
 PLAIN_NAME = Rule(_plain_name, "a plain name inside the run folder (no '/', not one of the run's own files)")

@@ -79,6 +79,7 @@ def read_text(path, limit: int = MAX_TEXT_BYTES) -> str:
 
 # What a run folder holds that netlab itself writes, and that nothing else may write over.
 RUN_FILES = ("results.json", "metrics.csv", "curves.png", "train.log", ".netlab.lock", "failure.json")
+RUN_FOLDERS = ("checkpoints", ".hydra")  # and the folders it keeps for itself
 
 
 def check_output(path, what: str, inputs=()) -> Path:
@@ -99,7 +100,7 @@ def check_output(path, what: str, inputs=()) -> Path:
     parent = resolved.parent
     run = parent.parent if parent.name in ("checkpoints", ".hydra") else parent
     holds_run = any((run / name).exists() for name in RunFolder.HOLDS_A_RUN) or (run / ".hydra").is_dir()
-    if holds_run and (parent.name in ("checkpoints", ".hydra") or resolved.name in RUN_FILES):
+    if holds_run and (parent.name in RUN_FOLDERS or resolved.name in RUN_FILES):
         raise ConfigError(f"{what}={path} is one of the run's own files in {run}; writing over it would lose "
                           f"what the run needs to be read or resumed. Give another file name")
     return path
