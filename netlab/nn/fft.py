@@ -71,7 +71,7 @@ def forward(layer, x):
     o = kernel.shape[1]
     spectrum = xp.reshape(spectrum, (-1, c, n))
     y = xp.conj(kernel) @ spectrum  # correlation: the conjugate kernel
-    y = backend.irfftn(xp, xp.reshape(y, (lengths[0], -1, o, n)), lengths, (0, 1))[:out_h, :out_w, ...]
+    y = backend.irfftn(xp, xp.reshape(y, (lengths[0], -1, o, n)), lengths, (0, 1), keep=(range(out_h), range(out_w)))
     return _batch_last(xp, y, layer.params.get("bias")), (spectrum, kernel, lengths, (h, w))
 
 
@@ -86,13 +86,14 @@ def backward(layer, cache, dy, input_grad: bool = True):
     d = xp.reshape(backend.rfftn(xp, xp.permute_dims(dy, (2, 3, 1, 0)), lengths, (0, 1)), (-1, o, n))
     # dW[f] = sum_n X[f] conj(dY[f]), taken as conj(dY @ conj(X)^T) to conjugate the small result
     dw = xp.conj(d @ xp.matrix_transpose(xp.conj(spectrum)))
-    dw = backend.irfftn(xp, xp.reshape(dw, (lengths[0], -1, o, c)), lengths, (0, 1))
-    dw = xp.roll(dw, shift=(ph, pw), axis=(0, 1))[:kh, :kw, ...]
+    # the taps were stored rolled back by the padding: tap a is at (a - p) mod L
+    taps = ([(a - ph) % lengths[0] for a in range(kh)], [(a - pw) % lengths[1] for a in range(kw)])
+    dw = backend.irfftn(xp, xp.reshape(dw, (lengths[0], -1, o, c)), lengths, (0, 1), keep=taps)
     layer.grads["weight"] = xp.permute_dims(dw, (2, 3, 0, 1))
     if not input_grad:
         return None
     dx = xp.matrix_transpose(kernel) @ d  # the adjoint of the correlation: the kernel itself
-    dx = backend.irfftn(xp, xp.reshape(dx, (lengths[0], -1, c, n)), lengths, (0, 1))[:h, :w, ...]
+    dx = backend.irfftn(xp, xp.reshape(dx, (lengths[0], -1, c, n)), lengths, (0, 1), keep=(range(h), range(w)))
     return _batch_last(xp, dx)
 
 

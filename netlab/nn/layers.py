@@ -58,14 +58,13 @@ AUTO = "auto"
 
 def choose_algorithm(layer) -> str:
     """What ``algorithm="auto"`` uses for ``layer``: the FFT where benchmarks/NOTES.md measured it
-    faster on NumPy for training (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x
-    faster on the seed CNN's second convolution, whose three products it shrinks); im2col
-    elsewhere (3x3 kernels and single-channel inputs were slower as FFTs), on the other
-    backends, where it was not measured, and in eval mode, where the forward product alone
-    does not pay for the transforms (the same convolution: 66 ms by im2col, 90 ms by FFT for
-    500 images)."""
-    if (layer.training and backend.name_of(layer.xp) == "numpy" and fft.supports(layer)
-            and min(layer.kernel_size) >= 5 and layer.in_channels >= 4):
+    faster on NumPy (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x faster on
+    the seed CNN's second convolution for training, and 10-30% for its forward alone since
+    short transforms run as matrix products, row 25); im2col elsewhere (3x3 kernels and
+    single-channel inputs were slower as FFTs) and on the other backends, where it was not
+    measured."""
+    if (backend.name_of(layer.xp) == "numpy" and fft.supports(layer) and min(layer.kernel_size) >= 5
+            and layer.in_channels >= 4):
         return "fft"
     return "im2col"
 
@@ -112,11 +111,6 @@ class Conv2d(Module):
     def to(self, xp, dtype=None, device=None):
         super().to(xp, dtype, device)
         self._resolve()  # auto's choice depends on the backend
-        return self
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._resolve()  # and on the mode
         return self
 
     def extra_repr(self):
