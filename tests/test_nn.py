@@ -257,6 +257,17 @@ def test_maxpool_in_eval_mode_is_the_training_forward(xp, kernel, stride, paddin
     np.testing.assert_array_equal(backend.to_numpy(pool.backward(dy)), dx)  # a saliency map in eval mode
 
 
+def test_maxpool_gradient_is_zero_where_no_window_reaches(xp):
+    """2x2 windows over 7x7 maps leave the last row and column out: their gradient is zero,
+    and every other element gets the gradient of the one window it belongs to."""
+    x = backend.Generator(4).normal(xp, (2, 3, 7, 7))
+    pool = nn.MaxPool2d(2).to(xp)
+    y = pool.forward(x)
+    dx = backend.to_numpy(pool.backward(xp.ones(y.shape, dtype=y.dtype)))
+    assert (dx[..., 6, :] == 0).all() and (dx[..., :, 6] == 0).all()
+    np.testing.assert_array_equal(dx[..., :6, :6].reshape(2, 3, 3, 2, 3, 2).sum(axis=(3, 5)), 1.0)
+
+
 def test_maxpool_and_avgpool_values_by_hand(xp):
     x = as_xp(xp, np.arange(16.0).reshape(1, 1, 4, 4))
     np.testing.assert_array_equal(backend.to_numpy(nn.MaxPool2d(2).to(xp, dtype=xp.float64).forward(x))[0, 0],
