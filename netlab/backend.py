@@ -222,7 +222,10 @@ def irfftn(xp, x, s, axes, keep=None):
     if keep is None:
         return full
     for axis, index in zip(axes, keep):
-        full = xp.take(full, xp.asarray(list(index), dtype=xp.int64, device=full.device), axis=axis)
+        if isinstance(index, range) and index.step == 1:  # a crop: a slice, no index array on the device
+            full = full[(slice(None),) * axis + (slice(index.start, index.stop), ...)]
+        else:
+            full = xp.take(full, xp.asarray(list(index), dtype=xp.int64, device=full.device), axis=axis)
     return full
 
 

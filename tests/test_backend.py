@@ -168,6 +168,8 @@ def test_kept_rows_and_columns_of_the_inverse_in_every_namespace(xp, rng):
     rows, cols = [6, 7, 0, 1], [0, 8]
     kept = backend.irfftn(xp, spectrum, (8, 9), (0, 1), keep=(rows, cols))
     np.testing.assert_allclose(backend.to_numpy(kept), full[rows][:, cols], rtol=0, atol=1e-12)
+    cropped = backend.irfftn(xp, spectrum, (8, 9), (0, 1), keep=(range(1, 6), range(7)))  # a crop: sliced
+    np.testing.assert_allclose(backend.to_numpy(cropped), full[1:6, :7], rtol=0, atol=1e-12)
 
 
 def test_cpu_cores_without_sched_getaffinity(monkeypatch):

@@ -82,6 +82,8 @@ BAD_SETTINGS = [
     (["mode=infer", "train_overrides=['database.root=x']"], "in mode=infer they choose the data only"),
     (["mode=infer", "train_overrides=['data=nope']"], "cannot compose the config"),
     (["mode=infer", "recipe=fast99"], "recipe is read in mode=e2e only, not in mode=infer"),
+    (["mode=infer", "train_overrides=['data.root=/nonexistent/netlab-data','data.download=false']"],
+     "not found in /nonexistent/netlab-data and downloading is off"),
     (["epochs=2"], "epochs is read in mode=e2e only, not in mode=step"),
     (["mode=roofline", "train_overrides=['data.limit=5']"], "train_overrides is read in mode=e2e and mode=infer only"),
     (["mode=infer", "train_overrides=['model=lenet5']"], "the bench's model=... chooses the net"),

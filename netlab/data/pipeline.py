@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import backend
 from .augment import Augment
-from .datasets import DATASETS, load_split
+from .datasets import DATASETS, load_split, pixel_counts
 from .download import cache_dir, locate
 from ..errors import DataError
 
@@ -47,19 +47,11 @@ def statistics(images) -> tuple:
     """``(mean, std)`` of uint8 images (N, C, H, W) in [0, 1] units, per channel: numbers for one
     channel (exactly as netlab always computed them), tuples for more. ``images`` are the host
     arrays read from the files, before the backend has them, so their own methods serve."""
-    import numpy as np
-
-    if images.dtype != np.uint8:
-        raise DataError(f"pixel statistics are taken of 8-bit images; got {images.dtype}")
     means, stds = [], []
     for c in range(images.shape[1]):
-        # From the histogram, in exact integers and in chunks: ``channel.std()`` would hold the
-        # channel as float64 deviations, and one ``bincount`` as int64 indices (376 MB for MNIST's
-        # training images, more than the run needs at any other moment).
-        hist = np.zeros(256, dtype=np.int64)
-        for lo in range(0, images.shape[0], 4096):
-            hist += np.bincount(images[lo:lo + 4096, c].reshape(-1), minlength=256)
-        counts = hist.tolist()
+        # From the histogram, in exact integers: ``channel.std()`` would hold the channel as
+        # float64 deviations (376 MB for MNIST's training images)
+        counts = pixel_counts(images, c)
         n = sum(counts)
         s1 = sum(v * k for v, k in enumerate(counts))
         s2 = sum(v * v * k for v, k in enumerate(counts))
