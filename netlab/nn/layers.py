@@ -410,33 +410,47 @@ class _BatchNorm(Module):
     def forward(self, x):
         xp = self.xp
         rows, self.restore = self._rows(x)
+        count = rows.shape[1]
         if self.training:
-            mean = xp.mean(rows, axis=1, keepdims=True)
-            var = xp.var(rows, axis=1, keepdims=True)
-            count = rows.shape[1]
+            mean = xp.sum(rows, axis=1, keepdims=True) / count
+            xhat = rows - mean
+            # the same two-pass variance as var(), from the centred rows already in hand: one
+            # vecdot reads them once, where var() centres again and squares into a temporary
+            var = xp.vecdot(xhat, xhat, axis=-1)[:, None] / count
             m, b = self.momentum, self.buffers
             b["running_mean"] = (1 - m) * b["running_mean"] + m * xp.reshape(mean, (-1,))
             b["running_var"] = (1 - m) * b["running_var"] + m * xp.reshape(var, (-1,)) * (count / max(count - 1, 1))
             b["num_batches_tracked"] = b["num_batches_tracked"] + 1
         else:
-            mean = self.buffers["running_mean"][:, None]
+            xhat = rows - self.buffers["running_mean"][:, None]
             var = self.buffers["running_var"][:, None]
         self.inv_std = 1.0 / xp.sqrt(var + self.eps)
-        self.xhat = (rows - mean) * self.inv_std
-        return self.restore(self.params["weight"][:, None] * self.xhat + self.params["bias"][:, None])
+        xhat *= self.inv_std  # in place: xhat is this call's own new array
+        self.xhat = xhat
+        y = xhat * self.params["weight"][:, None]
+        y += self.params["bias"][:, None]
+        return self.restore(y)
 
     def backward(self, dy, input_grad: bool = True):
+        # With g = dL/dy and xhat the normalised input, the textbook
+        #   dx = (w g - mean(w g) - xhat mean(w g xhat)) / std
+        # needs mean(g) and mean(g xhat), which are the bias and weight gradients over the
+        # count: so dx = (w / std) (g - dbias / M - xhat dweight / M), four passes over the
+        # rows instead of the textbook's nine, with one new array (3x faster, benchmarks/NOTES.md).
         xp = self.xp
         dy, _ = self._rows(dy)
-        xhat = self.xhat
-        self.grads["weight"] = xp.sum(dy * xhat, axis=1)
-        self.grads["bias"] = xp.sum(dy, axis=1)
-        dxhat = dy * self.params["weight"][:, None]
+        xhat, count = self.xhat, dy.shape[1]
+        gw = xp.vecdot(dy, xhat, axis=-1)
+        gb = xp.sum(dy, axis=1)
+        self.grads["weight"], self.grads["bias"] = gw, gb
+        scale = self.params["weight"][:, None] * self.inv_std
         if not self.training:
-            return self.restore(dxhat * self.inv_std)
-        mean_d = xp.mean(dxhat, axis=1, keepdims=True)
-        mean_dx = xp.mean(dxhat * xhat, axis=1, keepdims=True)
-        return self.restore((dxhat - mean_d - xhat * mean_dx) * self.inv_std)
+            return self.restore(dy * scale)
+        dx = xhat * (gw / -count)[:, None]
+        dx += dy
+        dx -= (gb / count)[:, None]
+        dx *= scale
+        return self.restore(dx)
 
 
 class BatchNorm2d(_BatchNorm):
