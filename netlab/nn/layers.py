@@ -180,7 +180,10 @@ class _Pool2d(Module):
             if dx is None:
                 dx = xp.zeros(self.padded_shape, dtype=d.dtype, device=d.device)
             sl = window(i, j, sh, sw, *self.out_hw)
-            dx[sl] = d if tiled else dx[sl] + d
+            if tiled:
+                dx[sl] = d
+            else:
+                dx[sl] += d  # in place on the view, as col2im
         return xp.permute_dims(dx[:, ph:h - ph, pw:w - pw, :], _NCHW)
 
 

@@ -112,5 +112,5 @@ def backward(layer, cache, dy, input_grad: bool = True):
     for i in range(4):
         for j in range(4):
             sl = _every_other(i, j, th, tw)
-            dpad[sl] = dpad[sl] + dd[i, j, ...]                                     # where the tiles overlap, added
+            dpad[sl] += dd[i, j, ...]  # where the tiles overlap, added (in place on the view, as col2im)
     return xp.permute_dims(dpad[:, ph:ph + h, pw:pw + w, :], NCHW)
