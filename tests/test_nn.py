@@ -257,25 +257,6 @@ def test_maxpool_in_eval_mode_is_the_training_forward(xp, kernel, stride, paddin
     np.testing.assert_array_equal(backend.to_numpy(pool.backward(dy)), dx)  # a saliency map in eval mode
 
 
-@pytest.mark.parametrize("shape", [(3, 2, 8, 6), (2, 3, 7, 5), (1, 1, 2, 2)])
-def test_maxpool_2x2_tournament_is_the_general_tracking(xp, shape, monkeypatch):
-    """The 2x2 stride-2 fast path equals its twin, the general arg-max tracking, bit for bit:
-    forward, and a backward that routes ties to the same (first) element; odd rows and
-    columns, which no window reaches, get zero."""
-    x = xp.round(backend.Generator(sum(shape)).normal(xp, shape) * 2.0)  # many ties
-    fast = nn.MaxPool2d(2).to(xp)
-    y = fast.forward(x)
-    assert isinstance(fast.arg, tuple)  # the tournament ran
-    dy = backend.Generator(5).normal(xp, tuple(y.shape))
-    dx = backend.to_numpy(fast.backward(dy))
-    monkeypatch.setattr(nn.MaxPool2d, "TOURNAMENT", False)
-    plain = nn.MaxPool2d(2).to(xp)
-    np.testing.assert_array_equal(backend.to_numpy(plain.forward(x)), backend.to_numpy(y))
-    assert not isinstance(plain.arg, tuple)
-    np.testing.assert_array_equal(backend.to_numpy(plain.backward(dy)), dx)
-    assert (dx != 0).sum() == int(np.prod(y.shape)) - int((backend.to_numpy(dy) == 0).sum())
-
-
 def test_maxpool_gradient_is_zero_where_no_window_reaches(xp):
     """2x2 windows over 7x7 maps leave the last row and column out: their gradient is zero,
     and every other element gets the gradient of the one window it belongs to."""

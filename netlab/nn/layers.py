@@ -191,12 +191,8 @@ class MaxPool2d(_Pool2d):
     """Max over each window; backward sends each window's gradient to one arg-max (the first).
 
     The arg-max is tracked with integer arithmetic and the gradient routed by multiplying
-    float masks: NumPy's ``where`` is ~30x slower than a multiply at these sizes. The 2x2,
-    stride-2 pool of the CNNs here has a faster path (:meth:`_tournament`); ``TOURNAMENT =
-    False`` runs the general tracking, its twin, for every shape.
+    float masks: NumPy's ``where`` is ~30x slower than a multiply at these sizes.
     """
-
-    TOURNAMENT = True
 
     def forward(self, x):
         xp = self.xp
@@ -214,8 +210,6 @@ class MaxPool2d(_Pool2d):
     def _tracked(self, x):
         """The forward that also records, for each output, which window position won."""
         xp = self.xp
-        if self.TOURNAMENT and self.kernel_size == self.stride == (2, 2) and self.padding == (0, 0):
-            return self._tournament(x)
         kh, kw = self.kernel_size
         index_dtype = xp.int8 if kh * kw <= 127 else xp.int32
         out = arg = None
@@ -229,48 +223,13 @@ class MaxPool2d(_Pool2d):
         self.arg = arg
         return xp.permute_dims(out, _NCHW)
 
-    def _tournament(self, x):
-        """A 2x2 window as two matches and a final: the left or right element of the top pair
-        and of the bottom pair, then the top or bottom winner. Three maxima and three
-        comparisons against the general path's nine passes for the same window, and a backward
-        of four masked splits instead of four full masks (the pool took 19% of fast_cnn's step;
-        1.7x faster, benchmarks/NOTES.md). Strict ``>`` keeps ties on the first element in
-        row-major order, as the general path does."""
-        xp = self.xp
-        a, b, c, d = (view for _, _, view in self._windows(x))
-        right_top, right_bottom = b > a, d > c
-        top, bottom = xp.maximum(a, b), xp.maximum(c, d)
-        below = bottom > top
-        self.arg = (right_top, right_bottom, below)
-        return xp.permute_dims(xp.maximum(top, bottom), _NCHW)
-
     def backward(self, dy, input_grad: bool = True):
         xp = self.xp
         if self.arg is None:
             self._tracked(self.x)
         kh, kw = self.kernel_size
         dy = xp.permute_dims(dy, _CHWN)
-        if isinstance(self.arg, tuple):
-            return self._tournament_backward(dy)
         return self._scatter((k // kw, k % kw, dy * xp.astype(self.arg == k, dy.dtype)) for k in range(kh * kw))
-
-    def _tournament_backward(self, dy):
-        """dy (C, h, w, N) split by the final, then each half by its match: ``g - g * mask``
-        is g or exactly zero, as the general path's ``g * mask`` for the other element."""
-        xp = self.xp
-        right_top, right_bottom, below = self.arg
-        bottom = dy * xp.astype(below, dy.dtype)
-        top = dy - bottom
-        top_right = top * xp.astype(right_top, dy.dtype)
-        bottom_right = bottom * xp.astype(right_bottom, dy.dtype)
-        _, h, w, _ = self.padded_shape
-        # an odd row or column is in no window: its gradient is zero
-        make = xp.empty if h % 2 == 0 and w % 2 == 0 else xp.zeros
-        dx = make(self.padded_shape, dtype=dy.dtype, device=dy.device)
-        parts = ((0, 0, top - top_right), (0, 1, top_right), (1, 0, bottom - bottom_right), (1, 1, bottom_right))
-        for i, j, part in parts:
-            dx[window(i, j, 2, 2, *self.out_hw)] = part
-        return xp.permute_dims(dx, _NCHW)
 
 
 class AvgPool2d(_Pool2d):
