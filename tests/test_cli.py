@@ -102,10 +102,13 @@ def test_the_summary_names_the_run_with_the_best_validation_accuracy(tmp_path):
     (["data.root=/nonexistent/folder", "data.download=false"], "not found in /nonexistent/folder"),
     (["model.layers=[flatten,{lineer:10}]"], "netlab: error: unknown layer 'lineer'"),
     ([*SMALL, "train.resume=/nonexistent/run"], "netlab: error: train.resume=/nonexistent/run: no run to continue"),
+    (["experiment=fast99", "optimizer.betas=[0.9,1.0]"], "optimizer.betas must be a finite number in [0, 1) (each)"),
+    (["experiment=fast99", "train.label_smoothing=nan"], "train.label_smoothing must be a finite number in [0, 1)"),
 ])
 def test_bad_input_exits_2_with_one_message(tmp_path, args, message):
     done = cli("netlab.train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 2, done.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything is written
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if line.startswith("netlab: error:")]) <= 1

@@ -54,6 +54,11 @@ def test_each_optimizer_has_its_own_fields():
     ("data.augment.mode=sometimes", "data.augment.mode must be"),
     ("optimizer.schedule.name=warp", "optimizer.schedule.name must be one of"),
     ("train.max_steps=0", "train.max_steps must be an integer >= 1"),
+    ("train.label_smoothing=-0.1", r"train.label_smoothing must be a finite number in \[0, 1\)"),
+    ("train.label_smoothing=1.0", r"train.label_smoothing must be a finite number in \[0, 1\)"),
+    ("train.label_smoothing=nan", r"train.label_smoothing must be a finite number in \[0, 1\)"),
+    ("optimizer.betas=[0.9,1.0]", r"optimizer.betas must be a finite number in \[0, 1\) \(each\)"),
+    ("optimizer.betas=[0.9]", r"optimizer.betas must be two numbers in \[0, 1\)"),
     ("backend.threads=0", r"backend.threads must be an integer in \[1, 1024\]"),
     ("backend.conv=strassen", "backend.conv must be one of auto, im2col, fft, winograd"),
 ])
