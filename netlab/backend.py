@@ -195,13 +195,10 @@ def _scipy_fft():
 
 
 def rfftn(xp, x, s, axes):
-    """``xp.fft.rfftn(x, s=s, axes=axes)``. Fast paths on NumPy arrays: transforms of the first
-    two axes no longer than :data:`DFT_MAX_LENGTH` as two small real matrix products
-    (:func:`_dft_rfft2`); others by SciPy's pocketfft in single precision on every thread
-    (NumPy's FFT is single-threaded and took 4-8x longer on conv-sized batches,
-    benchmarks/NOTES.md). The array library's FFT is the plain twin."""
-    if isinstance(x, np.ndarray) and _dft_fits(s, axes, x.ndim):
-        return _dft_rfft2(x, tuple(s))
+    """``xp.fft.rfftn(x, s=s, axes=axes)``; on NumPy arrays SciPy's pocketfft in single
+    precision on every thread (NumPy's FFT is single-threaded and took 4-8x longer on
+    conv-sized batches, benchmarks/NOTES.md). The array library's FFT is the plain twin.
+    (The FFT convolution's short transforms on NumPy are matrix products: netlab.nn.dft.)"""
     fft = _scipy_fft() if isinstance(x, np.ndarray) else None
     if fft is None:
         return xp.fft.rfftn(x, s=tuple(s), axes=tuple(axes))
@@ -209,11 +206,8 @@ def rfftn(xp, x, s, axes):
 
 
 def irfftn(xp, x, s, axes, keep=None):
-    """``xp.fft.irfftn(x, s=s, axes=axes)``, with the fast paths and twin of :func:`rfftn`;
-    ``keep`` = (rows, columns), index sequences along the two axes, returns only those (the
-    matrix path computes no others; the twins take them from the whole result)."""
-    if isinstance(x, np.ndarray) and keep is not None and _dft_fits(s, axes, x.ndim):
-        return _dft_irfft2(x, tuple(s), tuple(keep[0]), tuple(keep[1]))
+    """``xp.fft.irfftn(x, s=s, axes=axes)``, with the fast path and twin of :func:`rfftn`;
+    ``keep`` = (rows, columns), index sequences along the two axes, returns only those."""
     fft = _scipy_fft() if isinstance(x, np.ndarray) else None
     if fft is None:
         full = xp.fft.irfftn(x, s=tuple(s), axes=tuple(axes))
@@ -227,66 +221,6 @@ def irfftn(xp, x, s, axes, keep=None):
         else:
             full = xp.take(full, xp.asarray(list(index), dtype=xp.int64, device=full.device), axis=axis)
     return full
-
-
-# Transforms this short are faster as small real matrix products than as FFTs: for length 16,
-# pocketfft's cost per 1-D transform is its overhead, not its arithmetic (1.4-2x faster at the
-# seed CNN's sizes, benchmarks/NOTES.md row 25). The matrices are the FFT applied to the unit
-# vectors, so they compute what the FFT computes, zero-extension and c2r conventions included.
-DFT_MAX_LENGTH = 32
-
-
-def _dft_fits(s, axes, ndim) -> bool:
-    return tuple(axes) == (0, 1) and ndim >= 2 and max(s) <= DFT_MAX_LENGTH
-
-
-@functools.lru_cache(maxsize=64)
-def _dft_forward_matrices(h, w, lh, lw, dtype):
-    """[Re; Im] of the real DFT over w inputs (zero-extended to lw) and of the complex DFT over h
-    inputs (zero-extended to lh), as real matrices of ``dtype``: (2 (lw//2+1), w), (2 lh, h)."""
-    fw = np.fft.rfft(np.eye(w), n=lw, axis=0)
-    fh = np.fft.fft(np.eye(h), n=lh, axis=0)
-    return (np.concatenate([fw.real, fw.imag]).astype(dtype), np.concatenate([fh.real, fh.imag]).astype(dtype))
-
-
-def _dft_rfft2(x, lengths):
-    """rfftn over axes (0, 1) of a real (h, w, ...) array: a product contracting w, then one
-    contracting h, the real and imaginary parts combined into the complex result."""
-    h, w, *rest = x.shape
-    real = np.float64 if x.dtype == np.float64 else np.float32
-    fw, fh = _dft_forward_matrices(h, w, *lengths, real)
-    v, u, m = fw.shape[0] // 2, fh.shape[0] // 2, math.prod(rest)
-    t = fw @ np.ascontiguousarray(x, dtype=real).reshape(h, w, m)          # (h, [Re; Im] v, m)
-    p = (fh @ t.reshape(h, 2 * v * m)).reshape(2, u, 2, v, m)              # (Re Fh; Im Fh) x (Re T; Im T)
-    out = np.empty((u, v, m, 2), dtype=real)
-    np.subtract(p[0, :, 0], p[1, :, 1], out=out[..., 0])
-    np.add(p[0, :, 1], p[1, :, 0], out=out[..., 1])
-    return out.view(np.complex128 if real is np.float64 else np.complex64).reshape(u, v, *rest)
-
-
-@functools.lru_cache(maxsize=64)
-def _dft_inverse_matrices(lh, lw, rows, cols, dtype):
-    """[Re; Im] of the inverse complex DFT over lh (its ``rows`` outputs), and the inverse real
-    DFT over lw as one real matrix acting on [Re; Im] of the lw//2+1 inputs (its ``cols``)."""
-    v = lw // 2 + 1
-    inv = np.fft.ifft(np.eye(lh), axis=0)[list(rows)]
-    unit = np.eye(v)
-    c2r = np.concatenate([np.fft.irfft(unit, n=lw, axis=0), np.fft.irfft(1j * unit, n=lw, axis=0)], axis=1)
-    return np.concatenate([inv.real, inv.imag]).astype(dtype), c2r[list(cols)].astype(dtype)
-
-
-def _dft_irfft2(y, lengths, rows, cols):
-    """irfftn over axes (0, 1) of a complex (lh, lw//2+1, ...) array, only the ``rows`` and ``cols``."""
-    u, v, *rest = y.shape
-    real = np.float64 if y.dtype == np.complex128 else np.float32
-    inv, c2r = _dft_inverse_matrices(*lengths, rows, cols, real)
-    m, k = math.prod(rest), len(rows)
-    flat = np.ascontiguousarray(y, dtype=np.complex128 if real is np.float64 else np.complex64)
-    q = (inv @ flat.view(real).reshape(u, v * m * 2)).reshape(2, k, v, m, 2)  # (Re; Im of inv) x (Re, Im of y)
-    z = np.empty((k, 2, v, m), dtype=real)
-    np.subtract(q[0, ..., 0], q[1, ..., 1], out=z[:, 0])
-    np.add(q[0, ..., 1], q[1, ..., 0], out=z[:, 1])
-    return (c2r @ z.reshape(k, 2 * v, m)).reshape(k, len(cols), *rest)
 
 
 class Scratch:

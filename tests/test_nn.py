@@ -421,6 +421,71 @@ def test_fft_conv_matches_im2col_at_training_size(xp, rng):
             np.testing.assert_allclose(a, b, atol=2e-5 * np.abs(b).max(), rtol=0)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("channels,kernel,padding,shape", [
+    ((16, 32), 5, 2, (6, 14, 14)),        # the seed CNN's second convolution: lengths 16
+    ((2, 3), 3, 1, (4, 6, 5)),            # lengths 8 and 6, more channels out than in
+    ((3, 2), (3, 2), (0, 1), (2, 7, 4)),  # non-square kernel and padding
+    ((2, 2), 3, 3, (3, 4, 5)),            # padding past kernel - 1: outputs longer than image + padding
+    ((2, 4), 5, 2, (2, 1, 3)),            # a kernel longer than the image
+    ((1, 2), 1, 0, (2, 9, 9)),            # 1x1, no roll
+])
+def test_fft_conv_planar_products_match_the_twin(monkeypatch, rng, dtype, channels, kernel, padding, shape):
+    """On NumPy, transforms up to dft.MAX_LENGTH run as real matrix products on planar spectra
+    (nn/dft.py); the same layer through the twin (SciPy's FFT, nn/fft.py) must agree on the
+    forward, dL/dx and both gradients, over two steps (the kernel blocks follow new weights),
+    whether the input is the batch-last view the layers hand on or a plain NCHW array."""
+    from netlab.nn import dft
+
+    xp = backend.namespace("numpy")
+    layer = nn.Conv2d(*channels, kernel, padding=padding, algorithm="fft").to(xp, dtype=getattr(xp, dtype))
+    n = shape[0]
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for step in range(2):
+        if step:
+            layer.load_state_dict({k: v * 1.5 + 0.25 for k, v in layer.state_dict().items()})
+        x_np = rng.standard_normal((n, channels[0], *shape[1:])).astype(dtype)
+        x = x_np if step == 0 else np.ascontiguousarray(np.transpose(x_np, (1, 2, 3, 0))).transpose(3, 0, 1, 2)
+        results = {}
+        for path in ("planar", "twin"):
+            if path == "twin":
+                monkeypatch.setattr(dft, "fits", lambda *a: False)
+            y = layer.forward(x)
+            assert isinstance(layer.saved[1], dft.Cache) == (path == "planar")
+            dy = np.random.default_rng(step).standard_normal(y.shape).astype(dtype)
+            dx = layer.backward(dy)
+            results[path] = [y.copy(), dx.copy()] + [layer.grads[k].copy() for k in sorted(layer.params)]
+            monkeypatch.undo()
+        for a, b in zip(results["planar"], results["twin"]):
+            assert a.shape == b.shape and a.dtype == b.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(a, b, atol=tol * max(1.0, np.abs(b).max()), rtol=0)
+
+
+def test_fft_conv_planar_path_is_taken_up_to_its_length_and_keeps_no_output(rng):
+    """The planar path computes transforms of at most dft.MAX_LENGTH on NumPy (longer ones go to
+    SciPy), and what it returns is fresh memory: its work arrays are reused from call to call
+    (the layer's scratch), but an output or gradient handed out earlier never changes."""
+    from netlab.nn import dft
+    from netlab.nn.fft import fft_length
+
+    layer = nn.Conv2d(2, 3, 5, padding=2, algorithm="fft")
+    side = max(size for size in range(1, 2 * dft.MAX_LENGTH) if fft_length(size, 2, 5) <= dft.MAX_LENGTH)
+    for size, planar in ((side, True), (side + 1, False)):
+        layer.forward(rng.standard_normal((2, 2, size, size)).astype(np.float32))
+        assert isinstance(layer.saved[1], dft.Cache) == planar
+    x1, x2 = (rng.standard_normal((4, 2, 14, 14)).astype(np.float32) for _ in range(2))
+    y1 = layer.forward(x1)
+    dx1 = layer.backward(np.ones_like(y1))
+    grads1 = {k: v.copy() for k, v in layer.grads.items()}
+    kept = [y1.copy(), dx1.copy()]
+    y2 = layer.forward(x2)
+    layer.backward(y2)
+    for before, now in zip(kept, (y1, dx1)):
+        np.testing.assert_array_equal(before, now)
+    assert not np.shares_memory(y1, y2)
+    assert all(not np.array_equal(grads1[k], layer.grads[k]) for k in grads1)
+
+
 def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
     """auto: the FFT for stride-1 kernels of 5x5 and up over 4+ channels, on NumPy; im2col
     elsewhere (the first layer of MNIST nets, 3x3 kernels, strides, other backends)."""

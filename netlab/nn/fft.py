@@ -24,6 +24,7 @@ zeros as L - p >= H. Backward is the adjoint of the same circular operator, so i
 from __future__ import annotations
 
 from .. import backend
+from . import dft
 from .im2col import NCHW
 
 
@@ -66,6 +67,8 @@ def forward(layer, x):
     if out_h < 1 or out_w < 1:
         raise ValueError(f"a {kh}x{kw} kernel with padding {layer.padding} does not fit an input of {h}x{w}")
     lengths = (fft_length(h, ph, kh), fft_length(w, pw, kw))
+    if dft.fits(x, lengths):
+        return dft.forward(layer, x, lengths, (out_h, out_w))
     spectrum = backend.rfftn(xp, xp.permute_dims(x, (2, 3, 1, 0)), lengths, (0, 1))  # (Lh, Lr, C, N)
     kernel = _kernel_spectrum(xp, layer.params["weight"], lengths, layer.padding)     # (F, O, C)
     o = kernel.shape[1]
@@ -76,6 +79,8 @@ def forward(layer, x):
 
 
 def backward(layer, cache, dy, input_grad: bool = True):
+    if isinstance(cache, dft.Cache):
+        return dft.backward(layer, cache, dy, input_grad)
     xp = layer.xp
     spectrum, kernel, lengths, (h, w) = cache
     (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
