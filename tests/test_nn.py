@@ -486,6 +486,24 @@ def test_fft_conv_planar_path_is_taken_up_to_its_length_and_keeps_no_output(rng)
     assert all(not np.array_equal(grads1[k], layer.grads[k]) for k in grads1)
 
 
+def test_fft_conv_with_mixed_dtypes_takes_the_twin_and_promotes(rng):
+    """float32 images into float64 weights: the planar path's ``matmul(out=)`` would cast the
+    result down, so the layer takes the twin, which promotes as im2col does."""
+    from netlab.nn import dft
+
+    xp = backend.namespace("numpy")
+    fast = nn.Conv2d(4, 3, 5, padding=2, algorithm="fft").to(xp, dtype=xp.float64)
+    plain = nn.Conv2d(4, 3, 5, padding=2, algorithm="im2col").to(xp, dtype=xp.float64)
+    plain.load_state_dict(fast.state_dict())
+    x = rng.standard_normal((2, 4, 14, 14)).astype(np.float32)
+    for layer in (fast, plain):
+        y = layer.forward(x)
+        layer.backward(np.ones_like(y))
+        assert y.dtype == layer.grads["weight"].dtype == np.float64
+    assert not isinstance(fast.saved[1], dft.Cache)
+    np.testing.assert_allclose(fast.forward(x), plain.forward(x), atol=1e-5, rtol=0)
+
+
 def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
     """auto: the FFT for stride-1 kernels of 5x5 and up over 4+ channels, on NumPy; im2col
     elsewhere (the first layer of MNIST nets, 3x3 kernels, strides, other backends)."""

@@ -40,14 +40,25 @@ from .im2col import CHWN, NCHW
 MAX_LENGTH = 32
 
 
-def fits(x, lengths) -> bool:
-    """Whether this path computes a convolution of ``x`` with transforms of ``lengths``."""
-    return isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and max(lengths) <= MAX_LENGTH
+def fits(layer, x, lengths) -> bool:
+    """Whether this path computes ``layer`` on ``x`` with transforms of ``lengths``: NumPy
+    arrays of float32 or float64, the weights of the same dtype (a mixed pair would be cast
+    down by ``matmul(out=)``; the twin promotes it), short transforms."""
+    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+            and x.dtype == layer.params["weight"].dtype and max(lengths) <= MAX_LENGTH)
+
+
+def _frozen(*arrays):
+    """The cached matrices, read-only: every call shares them."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 class Cache:
-    """What :func:`backward` needs from :func:`forward`: the input's planar spectrum (in the
-    layer's scratch until the next forward), the kernel's real block matrices, the sizes."""
+    """What :func:`backward` needs from :func:`forward`: the input's planar spectrum, the
+    kernel's real block matrices, the sizes. The spectrum lives in the layer's scratch, so a
+    cache is valid until the layer's next forward (as im2col's columns are)."""
 
     def __init__(self, spectrum, blocks, lengths, size):
         self.spectrum, self.blocks, self.lengths, self.size = spectrum, blocks, lengths, size
@@ -63,7 +74,7 @@ def _forward_matrices(h, w, lh, lw, dtype):
     blocks = np.empty((2, lh, h, 2))
     blocks[0, :, :, 0], blocks[0, :, :, 1] = fh.real, -fh.imag
     blocks[1, :, :, 0], blocks[1, :, :, 1] = fh.imag, fh.real
-    return np.concatenate([fw.real, fw.imag]).astype(dtype), blocks.reshape(2 * lh, 2 * h).astype(dtype)
+    return _frozen(np.concatenate([fw.real, fw.imag]).astype(dtype), blocks.reshape(2 * lh, 2 * h).astype(dtype))
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,7 +88,7 @@ def _inverse_matrices(lh, lw, rows, cols, dtype):
     blocks[:, 1, 0], blocks[:, 1, 1] = inv.imag, inv.real
     unit = np.eye(lw // 2 + 1)
     c2r = np.concatenate([np.fft.irfft(unit, n=lw, axis=0), np.fft.irfft(1j * unit, n=lw, axis=0)], axis=1)
-    return blocks.reshape(2 * rows, 2 * lh).astype(dtype), c2r[:cols].astype(dtype)
+    return _frozen(blocks.reshape(2 * rows, 2 * lh).astype(dtype), c2r[:cols].astype(dtype))
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,7 +106,7 @@ def _tap_matrices(lh, lw, kh, kw, ph, pw, dtype):
     unit = np.eye(f).reshape(f, lh, lw // 2 + 1)
     back = [np.fft.irfftn(part, s=(lh, lw), axes=(1, 2)) for part in (unit, 1j * unit)]  # (F, lh, lw) each
     inverse = np.concatenate([b[:, rows, cols].T for b in back], axis=1)  # (kh kw, 2F)
-    return spectra.real.astype(dtype), spectra.imag.astype(dtype), inverse.astype(dtype)
+    return _frozen(spectra.real.astype(dtype), spectra.imag.astype(dtype), inverse.astype(dtype))
 
 
 def _planar(a):

@@ -5,7 +5,9 @@ of the F frequencies needs one (out, C) @ (C, N) complex matmul, so a 5x5 convol
 16 -> 32 channels on 14x14 maps costs 4 real multiply-adds per frequency and channel pair
 instead of 25 per pixel: the three matmuls of forward and backward shrink ~7x, and what is
 left is the transforms (benchmarks/NOTES.md). The im2col algorithm is the plain twin the
-tests compare this with.
+tests compare this with. On NumPy, transforms of up to dft.MAX_LENGTH (the seed CNN's take
+16) run in :mod:`netlab.nn.dft` instead: real matrix products on planar spectra, with this
+module's path through each namespace's FFT as their twin.
 
 Layout. Images are transformed over their (H, W) axes from the (H, W, C, N) view, so the
 spectra come out as (Lh, Lw//2+1, C, N) = (F, C, N) and the channel products are batched
@@ -67,7 +69,7 @@ def forward(layer, x):
     if out_h < 1 or out_w < 1:
         raise ValueError(f"a {kh}x{kw} kernel with padding {layer.padding} does not fit an input of {h}x{w}")
     lengths = (fft_length(h, ph, kh), fft_length(w, pw, kw))
-    if dft.fits(x, lengths):
+    if dft.fits(layer, x, lengths):
         return dft.forward(layer, x, lengths, (out_h, out_w))
     spectrum = backend.rfftn(xp, xp.permute_dims(x, (2, 3, 1, 0)), lengths, (0, 1))  # (Lh, Lr, C, N)
     kernel = _kernel_spectrum(xp, layer.params["weight"], lengths, layer.padding)     # (F, O, C)

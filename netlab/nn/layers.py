@@ -60,9 +60,9 @@ def choose_algorithm(layer) -> str:
     """What ``algorithm="auto"`` uses for ``layer``: the FFT where benchmarks/NOTES.md measured it
     faster on NumPy (stride 1, kernels of 5x5 and up, 4 or more input channels: 2x faster on
     the seed CNN's second convolution for training, and 10-30% for its forward alone since
-    short transforms run as matrix products, row 25); im2col elsewhere (3x3 kernels and
-    single-channel inputs were slower as FFTs) and on the other backends, where it was not
-    measured."""
+    short transforms run as matrix products, row 25; 2.2x and 1.5x more with planar spectra,
+    row 31); im2col elsewhere (3x3 kernels and single-channel inputs were slower as FFTs,
+    rows 25 and 31) and on the other backends, where it was not measured."""
     if (backend.name_of(layer.xp) == "numpy" and fft.supports(layer) and min(layer.kernel_size) >= 5
             and layer.in_channels >= 4):
         return "fft"
