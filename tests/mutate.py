@@ -163,7 +163,7 @@ MUTATIONS: list[Mutation] = [
              "taps = ([(a - ph) % lengths[0] for a in range(kh)]", "taps = ([(a + ph) % lengths[0] for a in range(kh)]",
              "the FFT conv's weight gradient is read at the wrong taps", ("tests/test_nn.py",)),
     Mutation("dft-conv-not-conjugated", "netlab/nn/dft.py",
-             "blocks[:, :, 0, :, 0], blocks[:, :, 0, :, 1] = kr, ki", "blocks[:, :, 0, :, 0], blocks[:, :, 0, :, 1] = kr, -ki",
+             "_real_blocks(kr, np.negative(ki))", "_real_blocks(kr, ki)",
              "the planar FFT conv multiplies by the kernel's spectrum, not its conjugate", ("tests/test_nn.py",)),
     Mutation("dft-conv-weight-grad-unrolled", "netlab/nn/dft.py",
              "rows = [(i - ph) % lh for i in range(kh) for _ in range(kw)]",

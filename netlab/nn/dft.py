@@ -30,6 +30,9 @@ from __future__ import annotations
 import functools
 import math
 
+# NumPy itself, not the backend's namespace: this path exists for what only NumPy offers here
+# (``matmul(out=)`` into strided views, ``as_strided``), and ``fits`` admits NumPy arrays
+# alone; every other namespace computes through the array-API twin in fft.py.
 import numpy as np
 
 from .im2col import CHWN, NCHW
@@ -55,6 +58,16 @@ def _frozen(*arrays):
     return arrays
 
 
+def _real_blocks(re, im):
+    """A complex (..., R, C) matrix re + i im as the real (..., R, 2, C, 2) matrix of its 2x2
+    blocks [[re, -im], [im, re]], acting on (column, re/im) rows; callers reorder the axes."""
+    out = np.empty((*re.shape[:-1], 2, re.shape[-1], 2), dtype=re.dtype)
+    out[..., 0, :, 0], out[..., 1, :, 1] = re, re
+    out[..., 1, :, 0] = im
+    np.negative(im, out=out[..., 0, :, 1])
+    return out
+
+
 class Cache:
     """What :func:`backward` needs from :func:`forward`: the input's planar spectrum, the
     kernel's real block matrices, the sizes. The spectrum lives in the layer's scratch, so a
@@ -71,9 +84,7 @@ def _forward_matrices(h, w, lh, lw, dtype):
     (2 lh, 2 h)."""
     fw = np.fft.rfft(np.eye(w), n=lw, axis=0)
     fh = np.fft.fft(np.eye(h), n=lh, axis=0)
-    blocks = np.empty((2, lh, h, 2))
-    blocks[0, :, :, 0], blocks[0, :, :, 1] = fh.real, -fh.imag
-    blocks[1, :, :, 0], blocks[1, :, :, 1] = fh.imag, fh.real
+    blocks = np.transpose(_real_blocks(fh.real, fh.imag), (1, 0, 2, 3))  # (re/im, u, h, re/im)
     return _frozen(np.concatenate([fw.real, fw.imag]).astype(dtype), blocks.reshape(2 * lh, 2 * h).astype(dtype))
 
 
@@ -83,9 +94,7 @@ def _inverse_matrices(lh, lw, rows, cols, dtype):
     (row, re/im), columns (re/im, u): (2 rows, 2 lh); and the inverse real DFT over lw on
     [re; im] of the V inputs, only its first ``cols`` outputs: (cols, 2V)."""
     inv = np.fft.ifft(np.eye(lh), axis=0)[:rows]
-    blocks = np.empty((rows, 2, 2, lh))
-    blocks[:, 0, 0], blocks[:, 0, 1] = inv.real, -inv.imag
-    blocks[:, 1, 0], blocks[:, 1, 1] = inv.imag, inv.real
+    blocks = np.transpose(_real_blocks(inv.real, inv.imag), (0, 1, 3, 2))  # (row, re/im, re/im, u)
     unit = np.eye(lw // 2 + 1)
     c2r = np.concatenate([np.fft.irfft(unit, n=lw, axis=0), np.fft.irfft(1j * unit, n=lw, axis=0)], axis=1)
     return _frozen(blocks.reshape(2 * rows, 2 * lh).astype(dtype), c2r[:cols].astype(dtype))
@@ -148,11 +157,7 @@ def _kernel_blocks(weight, lengths, padding):
     re, im = _tap_matrices(*lengths, kh, kw, *padding, weight.dtype)[:2]
     taps = np.transpose(weight, (2, 3, 0, 1)).reshape(kh * kw, o * c)
     kr, ki = (re @ taps).reshape(-1, o, c), (im @ taps).reshape(-1, o, c)
-    blocks = np.empty((kr.shape[0], o, 2, c, 2), dtype=weight.dtype)
-    # conj(K) = kr - i ki, as the block [[kr, ki], [-ki, kr]]
-    blocks[:, :, 0, :, 0], blocks[:, :, 0, :, 1] = kr, ki
-    blocks[:, :, 1, :, 0], blocks[:, :, 1, :, 1] = -ki, kr
-    return blocks.reshape(-1, 2 * o, 2 * c)
+    return _real_blocks(kr, np.negative(ki)).reshape(-1, 2 * o, 2 * c)  # conj(K) = kr - i ki
 
 
 def forward(layer, x, lengths, out_size):
