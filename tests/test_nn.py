@@ -504,6 +504,23 @@ def test_fft_conv_with_mixed_dtypes_takes_the_twin_and_promotes(rng):
     np.testing.assert_allclose(fast.forward(x), plain.forward(x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("algorithm,side", [("im2col", 12), ("winograd", 12), ("fft", 12), ("fft", 40)])
+def test_conv_algorithms_take_an_empty_batch(xp, algorithm, side):
+    """An empty batch (the tail of a split, a filter that kept nothing) gives empty outputs and
+    input gradients and all-zero parameter gradients whatever the algorithm set; for the FFT at
+    sizes of its planar path (12: lengths 16) and of its twin (40: past dft.MAX_LENGTH). The
+    twin's reshapes took -1 for a batch of 0 and raised, and PyTorch's FFT refuses empty arrays."""
+    kernel = 3 if algorithm == "winograd" else 5
+    layer = nn.Conv2d(4, 6, kernel, padding=kernel // 2, algorithm=algorithm).to(xp).train()
+    x = xp.zeros((0, 4, side, side), dtype=xp.float32)
+    y = layer.forward(x)
+    dx = layer.backward(xp.zeros(y.shape, dtype=xp.float32))
+    assert tuple(y.shape) == (0, 6, side, side) and tuple(dx.shape) == (0, 4, side, side)
+    for name, grad in layer.grads.items():
+        assert tuple(grad.shape) == tuple(layer.params[name].shape)
+        assert not np.any(backend.to_numpy(grad))
+
+
 def test_auto_picks_the_fft_only_where_it_was_measured_faster(rng):
     """auto: the FFT for stride-1 kernels of 5x5 and up over 4+ channels, on NumPy; im2col
     elsewhere (the first layer of MNIST nets, 3x3 kernels, strides, other backends)."""
