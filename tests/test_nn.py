@@ -855,6 +855,47 @@ def test_conv_matches_the_reference_for_any_kernel_stride_and_padding(s):
     compare_with_reference(NP, layer, _input(rng, (s["n"], s["c"], *s["hw"])), rng)
 
 
+@PROPERTY
+@given(conv_settings())
+def test_phase_planes_give_the_windowed_columns_and_their_adjoint(s):
+    """The layer's im2col reads windows of the stride's phase planes (nn/im2col.py); the plain
+    twin slices the padded input with the stride. Same column matrix, bit for bit, and the same
+    dx from any columns (the phases' col2im, cropped the twin's way), for any kernel, stride,
+    padding and size, in the namespace the layers use and in the strict one."""
+    from netlab.nn import im2col as ic
+
+    rng = np.random.default_rng(s["seed"])
+    (kh, kw), (sh, sw), (ph, pw), (h, w) = s["kernel"], s["stride"], s["padding"], s["hw"]
+    out_h, out_w = ic.conv_outsize(h, kh, sh, ph), ic.conv_outsize(w, kw, sw, pw)
+    x_np = rng.standard_normal((s["c"], h, w, s["n"]))
+    dcols_np = rng.standard_normal((s["c"] * kh * kw, out_h * out_w * s["n"]))
+    for xp in (NP, backend.namespace("array_api_strict")):
+        x, dcols = backend.from_numpy(xp, x_np), backend.from_numpy(xp, dcols_np)
+        planes = ic.split_phases(xp, x, sh, sw, ph, pw)
+        np.testing.assert_array_equal(backend.to_numpy(ic.phase_im2col(xp, planes, kh, kw, sh, sw, out_h, out_w)),
+                                      backend.to_numpy(ic.im2col(xp, ic.pad(xp, x, ph, pw), kh, kw, sh, sw, out_h, out_w)))
+        dx = ic.phase_col2im(xp, dcols, x.shape, kh, kw, sh, sw, ph, pw, out_h, out_w)
+        padded = ic.col2im(xp, dcols, (s["c"], h + 2 * ph, w + 2 * pw, s["n"]), kh, kw, sh, sw, out_h, out_w)
+        np.testing.assert_array_equal(backend.to_numpy(dx), backend.to_numpy(padded)[:, ph:ph + h, pw:pw + w, :])
+
+
+def test_phase_planes_of_a_stride_2_image_by_hand():
+    """A 1-channel 3x4 image padded by 1 and split by stride 2: plane (a, b) holds the padded
+    positions a::2, b::2, so the image's (0, 0) pixel lands in plane (1, 1) at (0, 0)."""
+    from netlab.nn import im2col as ic
+
+    x = np.arange(1.0, 13.0).reshape(1, 3, 4, 1)  # (C, H, W, N)
+    planes = ic.split_phases(NP, x, 2, 2, 1, 1)[..., 0]  # (2, 2, C, Hu, Wv)
+    padded = np.pad(x[0, ..., 0], 1)  # 5 x 6
+    assert planes.shape == (2, 2, 1, 3, 3)
+    for a in range(2):
+        for b in range(2):
+            part = padded[a::2, b::2]
+            np.testing.assert_array_equal(planes[a, b, 0, :part.shape[0], :part.shape[1]], part)
+            assert not planes[a, b, 0, part.shape[0]:].any() and not planes[a, b, 0, :, part.shape[1]:].any()
+    assert planes[1, 1, 0, 0, 0] == 1.0 and planes[0, 0, 0, 1, 1] == 6.0
+
+
 @st.composite
 def pool_settings(draw):
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
