@@ -199,17 +199,38 @@ def rfftn(xp, x, s, axes):
     precision on every thread (NumPy's FFT is single-threaded and took 4-8x longer on
     conv-sized batches, benchmarks/NOTES.md). The array library's FFT is the plain twin.
     (The FFT convolution's short transforms on NumPy are matrix products: netlab.nn.dft.)"""
+    if _empty(x):
+        return xp.zeros(_transformed(x.shape, s, axes, s[-1] // 2 + 1), device=x.device,
+                        dtype=xp.complex64 if x.dtype == xp.float32 else xp.complex128)
     fft = _scipy_fft() if isinstance(x, np.ndarray) else None
     if fft is None:
         return xp.fft.rfftn(x, s=tuple(s), axes=tuple(axes))
     return fft.rfftn(x, s=tuple(s), axes=tuple(axes), workers=threads())
 
 
+def _empty(x) -> bool:
+    """Whether ``x`` has no elements: then the transforms give zeros of their shape here, since
+    PyTorch's FFT refuses empty arrays (an empty batch through the FFT convolution)."""
+    return math.prod(x.shape) == 0
+
+
+def _transformed(shape, s, axes, last: int) -> tuple:
+    """``shape`` with the transformed axes at lengths ``s``, the last of them at ``last``."""
+    out = list(shape)
+    for axis, n in zip(axes, s):
+        out[axis] = n
+    out[axes[-1]] = last
+    return tuple(out)
+
+
 def irfftn(xp, x, s, axes, keep=None):
     """``xp.fft.irfftn(x, s=s, axes=axes)``, with the fast path and twin of :func:`rfftn`;
     ``keep`` = (rows, columns), index sequences along the two axes, returns only those."""
     fft = _scipy_fft() if isinstance(x, np.ndarray) else None
-    if fft is None:
+    if _empty(x):
+        full = xp.zeros(_transformed(x.shape, s, axes, s[-1]), device=x.device,
+                        dtype=xp.float32 if x.dtype == xp.complex64 else xp.float64)
+    elif fft is None:
         full = xp.fft.irfftn(x, s=tuple(s), axes=tuple(axes))
     else:
         full = fft.irfftn(x, s=tuple(s), axes=tuple(axes), workers=threads())

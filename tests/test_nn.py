@@ -257,15 +257,18 @@ def test_maxpool_in_eval_mode_is_the_training_forward(xp, kernel, stride, paddin
     np.testing.assert_array_equal(backend.to_numpy(pool.backward(dy)), dx)  # a saliency map in eval mode
 
 
-def test_maxpool_gradient_is_zero_where_no_window_reaches(xp):
-    """2x2 windows over 7x7 maps leave the last row and column out: their gradient is zero,
-    and every other element gets the gradient of the one window it belongs to."""
-    x = backend.Generator(4).normal(xp, (2, 3, 7, 7))
+@pytest.mark.parametrize("h,w", [(7, 7), (6, 7), (7, 6)])
+def test_maxpool_gradient_is_zero_where_no_window_reaches(xp, h, w):
+    """2x2 windows over odd sides leave the last row or column out (both, or one only, while
+    the other side is covered): their gradient is zero, and every other element gets the
+    gradient of the one window it belongs to."""
+    x = backend.Generator(4).normal(xp, (2, 3, h, w))
     pool = nn.MaxPool2d(2).to(xp)
-    y = pool.forward(x)
-    dx = backend.to_numpy(pool.backward(xp.ones(y.shape, dtype=y.dtype)))
-    assert (dx[..., 6, :] == 0).all() and (dx[..., :, 6] == 0).all()
-    np.testing.assert_array_equal(dx[..., :6, :6].reshape(2, 3, 3, 2, 3, 2).sum(axis=(3, 5)), 1.0)
+    for _ in range(2):  # the second backward may reuse memory the first one freed
+        y = pool.forward(x)
+        dx = backend.to_numpy(pool.backward(xp.ones(y.shape, dtype=y.dtype) * 7.0))
+        assert (dx[..., 6:, :] == 0).all() and (dx[..., :, 6:] == 0).all()
+        np.testing.assert_array_equal(dx[..., :6, :6].reshape(2, 3, 3, 2, 3, 2).sum(axis=(3, 5)), 7.0)
 
 
 def test_maxpool_and_avgpool_values_by_hand(xp):
@@ -509,7 +512,8 @@ def test_conv_algorithms_take_an_empty_batch(xp, algorithm, side):
     """An empty batch (the tail of a split, a filter that kept nothing) gives empty outputs and
     input gradients and all-zero parameter gradients whatever the algorithm set; for the FFT at
     sizes of its planar path (12: lengths 16) and of its twin (40: past dft.MAX_LENGTH). The
-    twin's reshapes took -1 for a batch of 0 and raised, and PyTorch's FFT refuses empty arrays."""
+    twin's reshapes took -1 for a batch of 0 and raised, and PyTorch's FFT refuses empty arrays
+    (backend.rfftn and irfftn give zeros of the transform's shape instead)."""
     kernel = 3 if algorithm == "winograd" else 5
     layer = nn.Conv2d(4, 6, kernel, padding=kernel // 2, algorithm=algorithm).to(xp).train()
     x = xp.zeros((0, 4, side, side), dtype=xp.float32)

@@ -73,10 +73,11 @@ def forward(layer, x):
         return dft.forward(layer, x, lengths, (out_h, out_w))
     spectrum = backend.rfftn(xp, xp.permute_dims(x, (2, 3, 1, 0)), lengths, (0, 1))  # (Lh, Lr, C, N)
     kernel = _kernel_spectrum(xp, layer.params["weight"], lengths, layer.padding)     # (F, O, C)
-    o = kernel.shape[1]
-    spectrum = xp.reshape(spectrum, (-1, c, n))
+    o, half = kernel.shape[1], lengths[1] // 2 + 1
+    # shapes spelt out, not -1, which an empty batch (n = 0) leaves undetermined
+    spectrum = xp.reshape(spectrum, (lengths[0] * half, c, n))
     y = xp.conj(kernel) @ spectrum  # correlation: the conjugate kernel
-    y = backend.irfftn(xp, xp.reshape(y, (lengths[0], -1, o, n)), lengths, (0, 1), keep=(range(out_h), range(out_w)))
+    y = backend.irfftn(xp, xp.reshape(y, (lengths[0], half, o, n)), lengths, (0, 1), keep=(range(out_h), range(out_w)))
     return _batch_last(xp, y, layer.params.get("bias")), (spectrum, kernel, lengths, (h, w))
 
 
@@ -87,10 +88,10 @@ def backward(layer, cache, dy, input_grad: bool = True):
     spectrum, kernel, lengths, (h, w) = cache
     (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
     n, o = dy.shape[0], dy.shape[1]
-    c = spectrum.shape[1]
+    c, half = spectrum.shape[1], lengths[1] // 2 + 1
     if "bias" in layer.params:
         layer.grads["bias"] = xp.sum(dy, axis=(0, 2, 3))
-    d = xp.reshape(backend.rfftn(xp, xp.permute_dims(dy, (2, 3, 1, 0)), lengths, (0, 1)), (-1, o, n))
+    d = xp.reshape(backend.rfftn(xp, xp.permute_dims(dy, (2, 3, 1, 0)), lengths, (0, 1)), (lengths[0] * half, o, n))
     # dW[f] = sum_n X[f] conj(dY[f]), taken as conj(dY @ conj(X)^T) to conjugate the small result
     dw = xp.conj(d @ xp.matrix_transpose(xp.conj(spectrum)))
     # the taps were stored rolled back by the padding: tap a is at (a - p) mod L
@@ -100,7 +101,7 @@ def backward(layer, cache, dy, input_grad: bool = True):
     if not input_grad:
         return None
     dx = xp.matrix_transpose(kernel) @ d  # the adjoint of the correlation: the kernel itself
-    dx = backend.irfftn(xp, xp.reshape(dx, (lengths[0], -1, c, n)), lengths, (0, 1), keep=(range(h), range(w)))
+    dx = backend.irfftn(xp, xp.reshape(dx, (lengths[0], half, c, n)), lengths, (0, 1), keep=(range(h), range(w)))
     return _batch_last(xp, dx)
 
 

@@ -88,19 +88,31 @@ def _phase_rows(size: int, pad: int, stride: int, phase: int):
     return start, first, len(range(start, size, stride))
 
 
-def split_phases(xp, x, sh: int, sw: int, ph: int, pw: int):
-    """Batch-last x (C, H, W, N) -> its phase planes (sh, sw, C, Hu, Wv, N): plane (a, b) holds
-    the positions ``a::sh, b::sw`` of x padded by (ph, pw) with zeros, and zeros past its end
-    (Hu = ceil((H + 2 ph) / sh), Wv likewise)."""
-    c, h, w, n = x.shape
-    hu, wv = -(-(h + 2 * ph) // sh), -(-(w + 2 * pw) // sw)
-    planes = xp.zeros((sh, sw, c, hu, wv, n), dtype=x.dtype, device=x.device)
+def _planes_shape(image_shape, sh: int, sw: int, ph: int, pw: int) -> tuple:
+    """(sh, sw, C, Hu, Wv, N): Hu = ceil((H + 2 ph) / sh) rows per plane, Wv likewise."""
+    c, h, w, n = image_shape
+    return sh, sw, c, -(-(h + 2 * ph) // sh), -(-(w + 2 * pw) // sw), n
+
+
+def _phase_parts(image_shape, sh: int, sw: int, ph: int, pw: int):
+    """For each phase plane that holds image pixels: (index into the image, index into the
+    planes) of those pixels; each pixel is in exactly one plane."""
+    _, h, w, _ = image_shape
     for a in range(sh):
         h0, u0, nh = _phase_rows(h, ph, sh, a)
         for b in range(sw):
             w0, v0, nw = _phase_rows(w, pw, sw, b)
             if nh and nw:
-                planes[a, b, :, u0:u0 + nh, v0:v0 + nw, :] = x[:, h0::sh, w0::sw, :]
+                yield ((slice(None), slice(h0, None, sh), slice(w0, None, sw), slice(None)),
+                       (a, b, slice(None), slice(u0, u0 + nh), slice(v0, v0 + nw), slice(None)))
+
+
+def split_phases(xp, x, sh: int, sw: int, ph: int, pw: int):
+    """Batch-last x (C, H, W, N) -> its phase planes (sh, sw, C, Hu, Wv, N): plane (a, b) holds
+    the positions ``a::sh, b::sw`` of x padded by (ph, pw) with zeros, and zeros past its end."""
+    planes = xp.zeros(_planes_shape(x.shape, sh, sw, ph, pw), dtype=x.dtype, device=x.device)
+    for image, plane in _phase_parts(x.shape, sh, sw, ph, pw):
+        planes[plane] = x[image]
     return planes
 
 
@@ -127,20 +139,15 @@ def phase_col2im(xp, cols, image_shape, kh, kw, sh, sw, ph, pw, out_h, out_w):
     image's gradient without its padding (overlapping windows summed, as :func:`col2im`)."""
     c, h, w, n = image_shape
     cols = xp.reshape(cols, (c, kh, kw, out_h, out_w, n))
-    hu, wv = -(-(h + 2 * ph) // sh), -(-(w + 2 * pw) // sw)
-    planes = xp.zeros((sh, sw, c, hu, wv, n), dtype=cols.dtype, device=cols.device)
+    planes = xp.zeros(_planes_shape(image_shape, sh, sw, ph, pw), dtype=cols.dtype, device=cols.device)
     for i in range(kh):
         for j in range(kw):
             planes[_phase_window(i, j, sh, sw, out_h, out_w)] += cols[:, i, j, ...]  # in place, as col2im
     if (sh, sw) == (1, 1):  # one plane, the padded image: its middle is dx, no copy
         return planes[0, 0, :, ph:ph + h, pw:pw + w, :]
     dx = xp.empty(image_shape, dtype=cols.dtype, device=cols.device)  # each pixel is in one plane
-    for a in range(sh):
-        h0, u0, nh = _phase_rows(h, ph, sh, a)
-        for b in range(sw):
-            w0, v0, nw = _phase_rows(w, pw, sw, b)
-            if nh and nw:
-                dx[:, h0::sh, w0::sw, :] = planes[a, b, :, u0:u0 + nh, v0:v0 + nw, :]
+    for image, plane in _phase_parts(image_shape, sh, sw, ph, pw):
+        dx[image] = planes[plane]
     return dx
 
 

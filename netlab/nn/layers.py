@@ -122,11 +122,8 @@ class Conv2d(Module):
                 + ("" if "bias" in self.params else ", no bias") + f" ({self.impl.__name__.rsplit('.', 1)[-1]})")
 
     def forward(self, x):
-        # An empty batch goes to im2col, which every namespace computes on empty arrays
-        # (PyTorch's FFT refuses them).
-        impl = self.impl if x.shape[0] else im2col
-        y, cache = impl.forward(self, x)
-        self.saved = (impl, cache)  # backward must be the same algorithm's
+        y, cache = self.impl.forward(self, x)
+        self.saved = (self.impl, cache)  # backward must be the same algorithm's
         return y
 
     def backward(self, dy, input_grad: bool = True):
